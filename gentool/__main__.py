@@ -1,0 +1,3 @@
+from gentool.cli import main
+
+main()

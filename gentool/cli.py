@@ -1,0 +1,344 @@
+"""The `gentool` command line: one thin function per verb.
+
+Importing this module never imports torch: training-side verbs import it inside the command, and
+the inference verbs run on onnxruntime and numpy alone. Errors are one line on stderr; exit code 2
+for usage and input errors, 1 for failures while running (`--debug` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gentool.errors import GentoolError, UsageError
+
+app = typer.Typer(
+    name="gentool",
+    help="Train, evaluate, export and run autoencoders and generative models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_state = {"debug": False}
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when it really works; cuda without it is an error.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for every random draw: same seed, same output.")]
+OutOpt = Annotated[Optional[str], typer.Option("-o", "--out", help="Output file; '-' or omitted: stdout (not a terminal).")]
+ArtifactArg = Annotated[str, typer.Argument(help="A run directory, an export directory, an .onnx file, or a model name (its newest run).")]
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _needs_torch(verb: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UsageError(f"'gentool {verb}' needs PyTorch: pip install 'gentool[train]'") from None
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def _artifact(spec: str, device: Device):
+    from gentool.runtime.artifact import Artifact
+
+    return Artifact(spec, device.value)
+
+
+def _read(artifact, paths: list[str]):
+    from gentool import images
+
+    c, h, w = artifact.image_shape
+    x, notes = images.read_images(paths, c, (h, w))
+    for note in notes:
+        _err(f"note: {note}")
+    return x
+
+
+def _write(image_batch, out: str | None, nrow: int | None = None) -> None:
+    from gentool import images
+
+    image = image_batch[0] if len(image_batch) == 1 else images.make_grid(image_batch, nrow=nrow)
+    images.write_image(image, out)
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise UsageError(f"{name} must be at least 1, got {value}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    model: Annotated[Optional[str], typer.Argument(help="Model family: ae, vae (see `gentool models`).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, a folder of images, or a .npy/.npz file.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (model default when omitted).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size (model default when omitted).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (model default when omitted).")] = None,
+    latent_dim: Annotated[Optional[int], typer.Option(help="Latent size (model default when omitted).")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<model>-<data>).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue a run directory where it stopped.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Train on the first N examples only.")] = None,
+    binarize: Annotated[bool, typer.Option(help="Dynamically binarized pixels (NLLs comparable with binarized-MNIST tables).")] = False,
+) -> None:
+    """Train a model; evaluates each epoch and exports ONNX at the end. Model options follow, e.g. --beta 4."""
+    _needs_torch("train")
+    from gentool import train as training
+
+    if model is None and resume is None:
+        raise UsageError("name a model to train (e.g. `gentool train vae --data mnist`) or --resume a run")
+    if limit is not None:
+        _positive("--limit", limit)
+    extra = list(ctx.args) + ([f"--latent-dim={latent_dim}"] if latent_dim is not None else [])
+    if resume and (extra or model or data):
+        raise UsageError("--resume continues a run with its own settings; only --epochs and --device may be given")
+    run_dir = training.run(
+        training.Options(
+            model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+            device=device.value, out=out, resume=resume, limit=limit, binarize=binarize, hparam_args=tuple(extra),
+        )
+    )
+    print(run_dir)
+
+
+@app.command()
+def models() -> None:
+    """List the model families and their options."""
+    _needs_torch("models")
+    from rich.console import Console
+    from rich.table import Table
+
+    from gentool import zoo
+
+    table = Table("model", "options (defaults)", "training defaults")
+    for name, cls in sorted(zoo.families().items()):
+        options = "  ".join(f"--{k.replace('_', '-')} {v}" for k, v in cls.defaults.items())
+        table.add_row(name, options, "  ".join(f"{k}={v}" for k, v in cls.train_defaults.items()))
+    Console().print(table)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[str, typer.Argument(help="A run directory or a .safetensors checkpoint.")],
+    data: Annotated[Optional[str], typer.Option(help="Evaluate on other data (default: the run's).")] = None,
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    iw_samples: Annotated[int, typer.Option(help="Importance samples K for iw_nll_nats (0 skips it).")] = 100,
+    limit: Annotated[Optional[int], typer.Option(help="Use the first N examples only.")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Metrics of a trained model on a data split."""
+    _needs_torch("evaluate")
+    from gentool.evaluate import evaluate as run_evaluation
+
+    if iw_samples < 0:
+        raise UsageError(f"--iw-samples must be 0 or more, got {iw_samples}")
+    if limit is not None:
+        _positive("--limit", limit)
+    result = run_evaluation(Path(run), data, split, iw_samples, device.value, limit, seed)
+    if as_json:
+        _print_json(result)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("metric", "value", title=f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})")
+    for key, value in result.items():
+        if key not in ("model", "data", "split", "n"):
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    Console(stderr=True).print(table)
+
+
+@app.command()
+def export(
+    run: Annotated[str, typer.Argument(help="A run directory, a checkpoint, or a model name (its newest run).")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export ONNX graphs (the one format).")] = False,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output directory (default: the run directory).")] = None,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default: the tested one).")] = None,
+) -> None:
+    """(Re-)export a trained model's graphs, one .onnx per role, with a parity check."""
+    _needs_torch("export")
+    if not onnx:
+        raise UsageError("choose an export format: --onnx")
+    from gentool import checkpoint
+    from gentool.export import OPSET, export as run_export
+
+    path = Path(run)
+    if not path.exists():
+        runs = [p for p in Path("runs").glob(f"{run}-*") if (p / checkpoint.WEIGHTS).is_file()]
+        if "/" in run or not runs:
+            raise UsageError(f"'{run}' is not a run directory or checkpoint, and no run of a model '{run}' is in runs/")
+        path = max(runs, key=lambda p: p.stat().st_mtime)
+    model, meta = checkpoint.load(path)
+    target = out or (path if path.is_dir() else path.parent)
+    differences = run_export(model, meta, target, opset or OPSET)
+    for role, diff in differences.items():
+        _err(f"{role}: {target / (role + '.onnx')}  max |torch - onnxruntime| = {diff:.1e}")
+    print(target)
+
+
+@app.command()
+def sample(
+    artifact: ArtifactArg,
+    n: Annotated[int, typer.Option("-n", help="Number of images.")] = 64,
+    seed: SeedOpt = 0,
+    nrow: Annotated[Optional[int], typer.Option(help="Images per grid row.")] = None,
+    out: OutOpt = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Draw new images from the model (a grid PNG)."""
+    from gentool.runtime import pipelines
+
+    _positive("-n", n)
+    _write(pipelines.sample(_artifact(artifact, device), n, seed), out, nrow)
+
+
+@app.command()
+def reconstruct(
+    artifact: ArtifactArg,
+    inputs: Annotated[list[str], typer.Argument(help="Images (PNG/JPEG paths, or '-' for stdin).")],
+    out: OutOpt = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Encode and decode images; several inputs give a grid in input order."""
+    from gentool.runtime import pipelines
+
+    art = _artifact(artifact, device)
+    _write(pipelines.reconstruct(art, _read(art, inputs)), out)
+
+
+class CodeFormat(str, Enum):
+    auto = "auto"
+    json = "json"
+    csv = "csv"
+    npy = "npy"
+
+
+@app.command()
+def encode(
+    artifact: ArtifactArg,
+    inputs: Annotated[list[str], typer.Argument(help="Images (PNG/JPEG paths, or '-' for stdin).")],
+    out: OutOpt = None,
+    fmt: Annotated[CodeFormat, typer.Option("--format", help="auto: from the -o suffix (.npy, .csv), else JSON lines.")] = CodeFormat.auto,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout (same as --format json).")] = False,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Latent codes of images: JSON lines (one per input), CSV, or .npy."""
+    from gentool.runtime import codes, pipelines
+
+    art = _artifact(artifact, device)
+    outputs = pipelines.encode(art, _read(art, inputs))
+    chosen = "json" if as_json else fmt.value
+    codes.write(outputs, inputs, out, chosen)
+
+
+@app.command()
+def decode(
+    artifact: ArtifactArg,
+    codes_in: Annotated[str, typer.Argument(metavar="CODES", help=".npy, .csv or JSON lines of codes (a path, or '-').")],
+    out: OutOpt = None,
+    nrow: Annotated[Optional[int], typer.Option(help="Images per grid row.")] = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Images from latent codes (one code: one image; several: a grid)."""
+    from gentool.runtime import codes, pipelines
+
+    art = _artifact(artifact, device)
+    _write(pipelines.decode(art, codes.read(codes_in)), out, nrow)
+
+
+@app.command()
+def interpolate(
+    artifact: ArtifactArg,
+    ends: Annotated[Optional[list[str]], typer.Argument(metavar="[A B]", help="Two images to go between.")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Instead of images: two seeds 'A,B' whose prior draws are the ends.")] = None,
+    steps: Annotated[int, typer.Option(help="Images in the strip, both ends included.")] = 8,
+    out: OutOpt = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """A strip of images decoded along the line between two latent codes."""
+    from gentool.runtime import pipelines
+
+    if steps < 2:
+        raise UsageError(f"--steps must be at least 2, got {steps}")
+    art = _artifact(artifact, device)
+    if seeds is not None:
+        if ends:
+            raise UsageError("give two images or --seeds, not both")
+        try:
+            a, b = (int(s) for s in seeds.split(","))
+        except ValueError:
+            raise UsageError(f"--seeds takes two integers 'A,B', got '{seeds}'") from None
+        start, end = pipelines.latent_draws(art, 1, a)[0], pipelines.latent_draws(art, 1, b)[0]
+    else:
+        if not ends or len(ends) != 2:
+            raise UsageError("interpolate needs two images A B (or --seeds A,B)")
+        start, end = pipelines.codes_of(art, _read(art, ends))
+    _write(pipelines.interpolate(art, start, end, steps), out, nrow=steps)
+
+
+@app.command()
+def manifold(
+    artifact: ArtifactArg,
+    size: Annotated[int, typer.Option(help="Grid side (size x size images).")] = 20,
+    dims: Annotated[str, typer.Option(help="The two latent dimensions to sweep, 'I,J'.")] = "0,1",
+    out: OutOpt = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """The learned-manifold picture: decoded prior quantiles over two latent dimensions."""
+    from gentool.runtime import pipelines
+
+    try:
+        i, j = (int(d) for d in dims.split(","))
+    except ValueError:
+        raise UsageError(f"--dims takes two integers 'I,J', got '{dims}'") from None
+    _write(pipelines.manifold(_artifact(artifact, device), size, (i, j)), out, nrow=size)
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as e:  # raised by --help and friends in non-standalone mode
+        code = e.exit_code
+    except typer.Abort:
+        _err("gentool: aborted")
+        code = 130
+    except GentoolError as e:
+        if _state["debug"]:
+            raise
+        _err(f"gentool: error: {e}")
+        code = e.exit_code
+    except Exception as e:  # click's usage errors and anything unexpected
+        usage = getattr(e, "exit_code", None) == 2 and hasattr(e, "format_message")
+        if _state["debug"]:
+            raise
+        if usage:
+            _err(f"gentool: error: {e.format_message()}")
+            code = 2
+        else:
+            _err(f"gentool: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+            code = 1
+    sys.exit(code or 0)

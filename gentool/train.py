@@ -1,0 +1,312 @@
+"""The one training loop, for every family, knowing models only through the zoo protocol.
+
+Data lives on the device as uint8; each batch is sliced with a permutation and scaled there.
+Randomness is a function of (seed, epoch): the shuffle uses its own generator and the global RNG
+is reseeded at each epoch start, so `--resume` (also from a Ctrl-C mid-epoch, which stores the
+step and RNG state) continues to exactly the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gentool import checkpoint, data as datasets, images
+from gentool.devices import torch_device
+from gentool.errors import UsageError
+
+GRID_SIZE = 64
+
+
+@dataclass
+class Options:
+    """What `gentool train` was asked for; None means the model's default."""
+
+    model: str
+    data: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    out: Path | None = None
+    resume: Path | None = None
+    limit: int | None = None
+    binarize: bool = False
+    hparam_args: tuple[str, ...] = ()
+
+
+def new_run_dir(model: str, data_name: str, root: Path = Path("runs")) -> Path:
+    base = root / f"{model}-{data_name}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def batches_of(images_u8: torch.Tensor, batch_size: int, binarize: bool = False):
+    """Float [0,1] batches of a uint8 tensor, in order (a fixed binarization when asked)."""
+    generator = torch.Generator(images_u8.device).manual_seed(0) if binarize else None
+    for i in range(0, len(images_u8), batch_size):
+        x = images_u8[i : i + batch_size].float().div_(255)
+        yield torch.bernoulli(x, generator=generator) if binarize else x
+
+
+def _float_stats(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+class Reporter:
+    """A Rich progress bar on a terminal, plain lines otherwise (both on stderr)."""
+
+    def __init__(self, total_steps: int, done_steps: int):
+        self.progress = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"), console=Console(stderr=True), transient=False,
+            )
+            self.task = self.progress.add_task("training", total=total_steps, completed=done_steps, status="")
+            self.progress.start()
+
+    def step(self, description: str, status: str) -> None:
+        if self.progress:
+            self.progress.update(self.task, advance=1, description=description, status=status)
+
+    def epoch(self, line: str) -> None:
+        if self.progress:
+            self.progress.console.print(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.progress:
+            self.progress.stop()
+
+
+def _setup(opts: Options):
+    """Model, data and state for a new run or a resumed one."""
+    from gentool import zoo
+
+    if opts.resume:
+        run_dir = Path(opts.resume)
+        meta = checkpoint.read_meta(run_dir)
+        state = checkpoint.load_resume_state(run_dir)
+        model, meta = checkpoint.load(run_dir)
+        model.train()
+        return run_dir, model, meta, state
+    cls = zoo.get(opts.model)
+    hparams = {**cls.defaults, **zoo.parse_hparams(cls, list(opts.hparam_args))}
+    train_cfg = {
+        "epochs": opts.epochs or cls.train_defaults["epochs"],
+        "batch_size": opts.batch_size or cls.train_defaults["batch_size"],
+        "lr": opts.lr or cls.train_defaults["lr"],
+    }
+    for key, value in train_cfg.items():
+        if value <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    if opts.data is None:
+        raise UsageError("--data is required (e.g. --data mnist)")
+    train_set = datasets.load(opts.data, "train", opts.limit)
+    meta = {
+        "model": cls.name,
+        "hparams": hparams,
+        "train": {**train_cfg, "binarize": opts.binarize, "limit": opts.limit},
+        "image_shape": list(train_set.image_shape),
+        "data": opts.data,
+        "data_name": train_set.name,
+        "data_stats": datasets.pixel_stats(train_set.images),
+        "classes": len(train_set.classes) if train_set.classes else None,
+        "seed": opts.seed,
+        "epoch": 0,
+        "step": 0,
+    }
+    torch.manual_seed(opts.seed)
+    model = cls(tuple(train_set.image_shape), hparams)
+    run_dir = Path(opts.out) if opts.out else new_run_dir(cls.name, train_set.name)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"'{run_dir}' already exists and is not empty; choose another --out or use --resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir, model, meta, None
+
+
+@torch.no_grad()
+def evaluate_losses(model, test_u8, labels, batch_size: int, binarize: bool, seed: int) -> dict[str, float]:
+    """Mean of each loss term over the test split, with its own fixed RNG stream."""
+    model.eval()
+    sums: dict[str, float] = {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i, x in enumerate(batches_of(test_u8, batch_size, binarize)):
+            y = labels[i * batch_size : i * batch_size + len(x)] if labels is not None else None
+            for k, v in model.losses(x, y).items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(x)
+    model.train()
+    return {k: v / len(test_u8) for k, v in sums.items()}
+
+
+@torch.no_grad()
+def write_grids(model, run_dir: Path, epoch: int, test_u8: torch.Tensor, seed: int) -> None:
+    """Samples from the prior and test reconstructions (originals above, reconstructions below)."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    grid_dir = run_dir / "grids"
+    grid_dir.mkdir(exist_ok=True)
+    if hasattr(model, "prior_mean"):
+        eps = torch.randn(GRID_SIZE, model.prior_mean.numel(), generator=generator, dtype=torch.float64)
+        z = model.prior_mean + eps @ torch.linalg.cholesky(model.prior_cov).T
+        x = torch.sigmoid(model.decoder(z.float().to(test_u8.device)))
+        images.write_image(images.make_grid(x.cpu().numpy(), nrow=8), str(grid_dir / f"samples-{epoch:03d}.png"))
+    if hasattr(model, "reconstruct"):
+        x = test_u8[:32].float() / 255
+        both = torch.cat([x, model.reconstruct(x)]).cpu().numpy()
+        images.write_image(images.make_grid(both, nrow=8), str(grid_dir / f"reconstructions-{epoch:03d}.png"))
+    model.train()
+
+
+def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    from gentool.files import atomic_write
+
+    atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def _read_metrics(run_dir: Path, upto_epoch: int) -> list[dict]:
+    file = run_dir / "metrics.jsonl"
+    if not file.exists():
+        return []
+    rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] <= upto_epoch]
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """Turn the first Ctrl-C into a flag checked between steps, so a step is never half-applied.
+
+    A second Ctrl-C interrupts at once.
+    """
+    hits = []
+
+    def handler(signum, frame):
+        if hits:
+            raise KeyboardInterrupt
+        hits.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(hits)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run(opts: Options) -> Path:
+    device = torch_device(opts.device)
+    run_dir, model, meta, state = _setup(opts)
+    cfg = meta["train"]
+    epochs = opts.epochs if (opts.resume and opts.epochs) else cfg["epochs"]
+    meta["train"]["epochs"] = epochs
+    bs, seed, binarize = cfg["batch_size"], meta["seed"], cfg["binarize"]
+
+    train_set = datasets.load(meta["data"], "train", cfg["limit"])
+    test_set = datasets.load(meta["data"], "test")
+    if list(train_set.image_shape) != meta["image_shape"]:
+        raise UsageError(f"data '{meta['data']}' no longer has the image shape {meta['image_shape']} of this run")
+    train_u8 = torch.from_numpy(train_set.images).to(device)
+    test_u8 = torch.from_numpy(test_set.images).to(device)
+    train_y = torch.from_numpy(train_set.labels).to(device) if train_set.labels is not None else None
+    test_y = torch.from_numpy(test_set.labels).to(device) if test_set.labels is not None else None
+
+    model.to(device).train()
+    optimizers = model.configure_optimizers(cfg["lr"])
+    start_epoch, start_step, sums = meta["epoch"], 0, {}
+    if state:
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        start_epoch, start_step, sums = state["epoch"], state["step"], state["sums"]
+    rows = _read_metrics(run_dir, start_epoch)
+
+    n = len(train_u8)
+    steps = math.ceil(n / bs)
+    reporter = Reporter(total_steps=(epochs - start_epoch) * steps, done_steps=0)
+    epoch, step = start_epoch, start_step
+
+    def save(epoch_done: int, step_done: int, running: dict) -> None:
+        meta.update(epoch=epoch_done, step=step_done)
+        resume = {
+            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+            "epoch": epoch_done,
+            "step": step_done,
+            "sums": running,
+            "rng": torch.get_rng_state(),
+        }
+        checkpoint.save(run_dir, model, meta, resume)
+
+    with _deferred_interrupt() as interrupted:
+        for epoch in range(start_epoch, epochs):
+            started = time.perf_counter()
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch))).to(device)
+            if step == 0:
+                torch.manual_seed(epoch_seed(seed, epoch))
+                sums = {}
+            else:
+                torch.set_rng_state(state["rng"])
+            while step < steps:
+                idx = perm[step * bs : (step + 1) * bs]
+                x = train_u8[idx].float().div_(255)
+                if binarize:
+                    x = torch.bernoulli(x)
+                losses = _float_stats(model.train_step(x, train_y[idx] if train_y is not None else None, optimizers))
+                if not all(math.isfinite(v) for v in losses.values()):
+                    raise UsageError(f"training diverged at epoch {epoch + 1}, step {step + 1}; try a lower --lr")
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v * len(idx)
+                step += 1
+                reporter.step(f"epoch {epoch + 1}/{epochs}", f"loss {losses['loss']:.3f}")
+                if interrupted():
+                    reporter.close()
+                    save(epoch, step, sums)
+                    print(f"interrupted: saved epoch {epoch + 1} at step {step}/{steps}; continue with: "
+                          f"gentool train --resume {run_dir}", file=sys.stderr)
+                    raise SystemExit(130)
+            step = 0
+            seconds = time.perf_counter() - started
+            row = {"epoch": epoch + 1, **{f"train_{k}": v / n for k, v in sums.items()}}
+            row.update({f"test_{k}": v for k, v in evaluate_losses(model, test_u8, test_y, 500, binarize, seed).items()})
+            row["seconds"] = round(seconds, 3)
+            rows.append(row)
+            if hasattr(model, "fit_prior"):
+                model.fit_prior(batches_of(train_u8[:10000], 500))
+            write_grids(model, run_dir, epoch + 1, test_u8, seed)
+            _write_metrics(run_dir, rows)
+            save(epoch + 1, 0, {})
+            reporter.epoch(
+                f"epoch {epoch + 1}/{epochs}  train_loss {row['train_loss']:.3f}  test_loss {row['test_loss']:.3f}  {seconds:.1f}s"
+            )
+    reporter.close()
+
+    from gentool.export import export
+
+    differences = export(model, meta, run_dir)
+    worst = max(differences.values(), default=0.0)
+    print(f"exported {', '.join(differences)} to {run_dir} (max |torch - onnxruntime| {worst:.1e})", file=sys.stderr)
+    return run_dir

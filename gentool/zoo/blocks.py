@@ -1,0 +1,111 @@
+"""Network pieces shared by the model families: MLP and conv encoder/decoder stacks."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from gentool.errors import UsageError
+
+
+def mlp(sizes: list[int], activation=nn.ReLU) -> nn.Sequential:
+    """Linear layers of the given widths with `activation` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def conv_grid(image_shape: tuple[int, int, int], downsamplings: int = 2) -> tuple[int, int]:
+    """Spatial size after `downsamplings` stride-2 convs; the image must divide evenly."""
+    _, h, w = image_shape
+    f = 2**downsamplings
+    if h % f or w % f:
+        raise UsageError(f"the conv architecture needs image sides divisible by {f} (got {h}x{w}); use --arch mlp")
+    return h // f, w // f
+
+
+class ConvEncoder(nn.Module):
+    """x (N,C,H,W) -> features (N, out_features): two stride-2 convs, then a hidden dense layer."""
+
+    def __init__(self, image_shape, out_features: int, channels=(32, 64), hidden: int = 512):
+        super().__init__()
+        c = image_shape[0]
+        gh, gw = conv_grid(image_shape, len(channels))
+        layers: list[nn.Module] = []
+        for c_out in channels:
+            layers += [nn.Conv2d(c, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            c = c_out
+        self.net = nn.Sequential(
+            *layers,
+            nn.Flatten(),
+            nn.Linear(c * gh * gw, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, out_features),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """z (N, in_features) -> logits (N,C,H,W): the mirror image of ConvEncoder."""
+
+    def __init__(self, image_shape, in_features: int, channels=(64, 32), hidden: int = 512):
+        super().__init__()
+        c_img = image_shape[0]
+        self.grid = conv_grid(image_shape, len(channels))
+        self.c0 = channels[0]
+        self.fc = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, channels[0] * math.prod(self.grid)),
+            nn.LeakyReLU(0.2),
+        )
+        layers: list[nn.Module] = []
+        outs = list(channels[1:]) + [c_img]
+        for i, (c_in, c_out) in enumerate(zip(channels, outs)):
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
+            if i < len(outs) - 1:
+                layers.append(nn.LeakyReLU(0.2))
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, z):
+        # unflatten keeps the batch axis symbolic for ONNX export (no Python-int batch size)
+        h = self.fc(z).unflatten(1, (self.c0, *self.grid))
+        return self.deconv(h)
+
+
+class MLPEncoder(nn.Module):
+    """x (N,C,H,W) -> features: flatten then an MLP."""
+
+    def __init__(self, image_shape, out_features: int, hidden: int, activation=nn.ReLU):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), mlp([math.prod(image_shape), hidden, out_features], activation))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class MLPDecoder(nn.Module):
+    """z -> logits (N,C,H,W): an MLP then unflatten."""
+
+    def __init__(self, image_shape, in_features: int, hidden: int, activation=nn.ReLU):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.net = mlp([in_features, hidden, math.prod(image_shape)], activation)
+
+    def forward(self, z):
+        return self.net(z).unflatten(1, self.image_shape)
+
+
+def encoder_decoder(arch: str, image_shape, code_features: int, latent_dim: int, hidden: int):
+    """The (encoder, decoder) pair for an architecture name; the encoder emits `code_features`."""
+    if arch == "conv":
+        return ConvEncoder(image_shape, code_features, hidden=hidden), ConvDecoder(image_shape, latent_dim, hidden=hidden)
+    if arch == "mlp":
+        return MLPEncoder(image_shape, code_features, hidden), MLPDecoder(image_shape, latent_dim, hidden)
+    raise UsageError(f"unknown architecture '{arch}'")

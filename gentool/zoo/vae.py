@@ -1,0 +1,91 @@
+"""Variational autoencoder (Kingma & Welling 2014): Gaussian encoder, Bernoulli or Gaussian decoder.
+
+Loss = reconstruction NLL + beta * KL(q(z|x) || N(0, I)), the KL in closed form:
+-1/2 * sum(1 + log s^2 - m^2 - s^2). `--arch mlp` is the classic 784-400-20 network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from gentool.zoo import register
+from gentool.zoo.ae import AE, SigmoidDecoder, reconstruction_nll
+from gentool.zoo.base import Graph
+
+
+class GaussianEncoder(nn.Module):
+    """The exported encoder graph: x -> (mean, logvar)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x):
+        mean, logvar = self.encoder(x).chunk(2, dim=1)
+        return mean, logvar
+
+
+def kl_standard_normal(mean, logvar):
+    return -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(1)
+
+
+def log_normal(z, mean, logvar):
+    return -0.5 * (((z - mean) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(1)
+
+
+@register
+class VAE(AE):
+    name = "vae"
+    defaults = {"arch": "conv", "latent_dim": 20, "hidden": 400, "likelihood": "bernoulli", "beta": 1.0}
+    choices = {"arch": ("conv", "mlp"), "likelihood": ("bernoulli", "gaussian")}
+
+    def __init__(self, image_shape, hparams):
+        super().__init__(image_shape, hparams)
+        # Learned decoder noise scale for the Gaussian likelihood (one scalar for all pixels).
+        self.log_sigma = nn.Parameter(torch.zeros(())) if self.hparams["likelihood"] == "gaussian" else None
+
+    def code_features(self):
+        return 2 * self.hparams["latent_dim"]
+
+    def encode(self, x):
+        return self.encoder(x).chunk(2, dim=1)
+
+    def posterior_mean(self, x):
+        return self.encode(x)[0]
+
+    def nll(self, logits, x):
+        return reconstruction_nll(logits, x, self.hparams["likelihood"], self.log_sigma)
+
+    def elbo_terms(self, x) -> dict[str, torch.Tensor]:
+        """Per-example reconstruction NLL, KL and -ELBO (beta = 1), one posterior sample."""
+        mean, logvar = self.encode(x)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        rec = self.nll(self.decoder(z), x)
+        kl = kl_standard_normal(mean, logvar)
+        return {"reconstruction": rec, "kl": kl, "neg_elbo": rec + kl}
+
+    def losses(self, x, y=None):
+        t = {k: v.mean() for k, v in self.elbo_terms(x).items()}
+        return {"loss": t["reconstruction"] + self.hparams["beta"] * t["kl"], **t}
+
+    @torch.no_grad()
+    def iw_nll(self, x, samples: int) -> torch.Tensor:
+        """Importance-weighted bound on -log p(x) (Burda et al. 2016) with `samples` posterior draws."""
+        mean, logvar = self.encode(x)
+        log_w = []
+        for _ in range(samples):
+            z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+            log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+            log_w.append(-self.nll(self.decoder(z), x) + log_pz - log_normal(z, mean, logvar))
+        return -(torch.logsumexp(torch.stack(log_w, 1), 1) - math.log(samples))
+
+    def fit_prior(self, batches) -> None:
+        """The prior is N(0, I) by construction; nothing to fit."""
+
+    def graphs(self, batch=2):
+        graphs = super().graphs(batch)
+        graphs["encoder"] = Graph(GaussianEncoder(self.encoder), graphs["encoder"].inputs, ["x"], ["mean", "logvar"])
+        return graphs
