@@ -52,10 +52,10 @@ def evaluate(path: Path, data: str | None = None, split: str = "test", iw_sample
             add("ssim", metrics.ssim(a, b))
         if hasattr(model, "elbo_terms"):
             terms = model.elbo_terms(x)
-            add("neg_elbo_nats", terms["neg_elbo"].cpu())
-            add("kl_nats", terms["kl"].cpu())
+            add("neg_elbo_nats", terms["neg_elbo"].cpu().numpy())
+            add("kl_nats", terms["kl"].cpu().numpy())
         if hasattr(model, "iw_nll") and iw_samples > 0:
-            add("iw_nll_nats", model.iw_nll(x, iw_samples).cpu())
+            add("iw_nll_nats", model.iw_nll(x, iw_samples).cpu().numpy())
         if hasattr(model, "elbo_terms"):
             means.append(model.posterior_mean(x).cpu())
     n = len(dataset)
