@@ -1,0 +1,364 @@
+"""Datasets loaded into memory as uint8 arrays (N, C, H, W), with int64 labels when there are any.
+
+Sources for `load(spec)`:
+- `mnist`, `fashion-mnist`: the four standard IDX files in `data_dir()/<name>/`, gzipped or not.
+  Missing files are downloaded from the dataset's usual mirrors (`MIRRORS`), checked against the
+  official MD5 and SHA-256 (`CHECKSUMS`), and written atomically.
+- a folder of PNG/JPEG images: flat (unlabeled), or one sub-folder per class (labels index the
+  class names, sorted); if it has both `train/` and `test/` sub-folders, those are the splits
+  (with the classes of both). Images must share one size; they load as grayscale if all of them
+  are, else as RGB. Each split is checked on its own (the other split is not read).
+- a `.npy` array (N, H, W), (N, H, W, C) or (N, C, H, W) with C in 1 or 3, uint8 or float in [0, 1];
+  or a `.npz` holding `x_train`/`x_test` (+ `y_train`/`y_test`), `images` (+ `labels`), or one array.
+A path source without its own test split holds out 10% as the test split: the first N // 10
+indices of `np.random.default_rng(0).permutation(N)`. Both splits keep the source's order.
+A dataset name wins over a folder of the same name: write `./mnist` for the folder.
+"""
+
+import gzip
+import math
+import os
+import sys
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from gentool import files, images as image_io
+from gentool.errors import UsageError
+
+SPLITS = ("train", "test")
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+CLASSES = {
+    "mnist": [str(digit) for digit in range(10)],
+    "fashion-mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+}
+# Base URLs tried in order for the `.gz` files.
+MIRRORS = {
+    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+# (MD5, SHA-256) of the official `.gz` files.
+CHECKSUMS = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        ),
+        "train-labels-idx1-ubyte.gz": (
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        ),
+        "t10k-images-idx3-ubyte.gz": (
+            "9fb629c4189551a2d022fa330f9573f3",
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        ),
+        "t10k-labels-idx1-ubyte.gz": (
+            "ec29112dd5afa0611ce80d1b7f02629c",
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        ),
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        ),
+        "train-labels-idx1-ubyte.gz": (
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        ),
+        "t10k-images-idx3-ubyte.gz": (
+            "bef4ecab320f06d8554ea6380940ec79",
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        ),
+        "t10k-labels-idx1-ubyte.gz": (
+            "bb300cfdad3c16e7a12a480ee83cd310",
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        ),
+    },
+}
+DOWNLOAD_TIMEOUT_S = 30
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class Dataset:
+    """uint8 images (N, C, H, W); int64 labels indexing `classes`, both None for unlabeled data."""
+
+    images: np.ndarray
+    labels: np.ndarray | None
+    name: str
+    classes: list[str] | None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.images.shape[1:]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def data_dir() -> Path:
+    """Where named datasets live: $GENTOOL_DATA_DIR, else the user cache directory."""
+    if os.environ.get("GENTOOL_DATA_DIR"):
+        return Path(os.environ["GENTOOL_DATA_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "gentool" / "data"
+
+
+def load(spec: str, split: str = "train", limit: int | None = None) -> Dataset:
+    """Load a named dataset or a path (see the module docstring); `limit` keeps the first N."""
+    if split not in SPLITS:
+        raise UsageError(f"unknown split '{split}': use train or test")
+    if limit is not None and limit < 1:
+        raise UsageError(f"limit must be at least 1, not {limit}")
+    path = Path(spec).expanduser()
+    if spec in CLASSES:
+        dataset = _load_named(spec, split)
+    elif path.is_dir():
+        dataset = _load_folder(path, split)
+    elif path.is_file() and path.suffix.lower() in (".npy", ".npz"):
+        dataset = _load_arrays(path, split)
+    elif path.exists():
+        raise UsageError(f"cannot load '{spec}': use a folder of images or a .npy/.npz file")
+    else:
+        raise UsageError(
+            f"unknown dataset '{spec}': use mnist, fashion-mnist, a folder of images, or a .npy/.npz file"
+        )
+    if len(dataset) == 0:
+        raise UsageError(f"dataset '{dataset.name}' has no {split} examples")
+    return dataset if limit is None else _select(dataset, slice(limit))
+
+
+def pixel_stats(images: np.ndarray) -> dict:
+    """Mean and std over all uint8 pixels, scaled to [0, 1].
+
+    Exact integer sums, squared in chunks so that no wide copy of the whole array is made (and no
+    BLAS call, which costs milliseconds per call on small machines).
+    """
+    flat = images.reshape(-1)
+    step = 1 << 20
+    total = int(flat.sum(dtype=np.int64))
+    total_sq = sum(
+        int(np.square(flat[i : i + step], dtype=np.int64).sum()) for i in range(0, flat.size, step)
+    )
+    mean = total / flat.size
+    std = math.sqrt(max(total_sq / flat.size - mean**2, 0.0))
+    return {"mean": mean / 255, "std": std / 255}
+
+
+def _select(dataset: Dataset, index) -> Dataset:
+    labels = None if dataset.labels is None else dataset.labels[index]
+    return replace(dataset, images=dataset.images[index], labels=labels)
+
+
+def _holdout(dataset: Dataset, split: str) -> Dataset:
+    n = len(dataset)
+    order = np.random.default_rng(0).permutation(n)
+    return _select(dataset, np.sort(order[: n // 10] if split == "test" else order[n // 10 :]))
+
+
+# Named datasets (IDX files) ------------------------------------------------------------------
+
+
+def _load_named(name: str, split: str) -> Dataset:
+    folder = data_dir() / name
+    _download_missing(name, folder)
+    image_stem, label_stem = IDX_FILES[split]
+    images = _read_idx(_find_idx(folder, image_stem), ndim=3)
+    labels = _read_idx(_find_idx(folder, label_stem), ndim=1)
+    if len(images) != len(labels):
+        raise UsageError(f"'{folder}' has {len(images)} {split} images but {len(labels)} labels")
+    return Dataset(images[:, None], labels.astype(np.int64), name, CLASSES[name])
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Parse an IDX file of unsigned bytes: magic 0x08nn (nn = ndim), big-endian int32 sizes, data."""
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UsageError(f"cannot read '{path}': {exc}") from None
+    header = 4 * (ndim + 1)
+    # A file shorter than its header reads as zeros, which fail the checks below.
+    magic, *shape = np.frombuffer(raw[:header].ljust(header, b"\0"), ">i4").tolist()
+    if magic != 0x800 + ndim or len(raw) != header + math.prod(shape):
+        raise UsageError(f"'{path}' is not a valid IDX file (corrupt or truncated)")
+    # bytearray makes the array writable (torch.from_numpy warns about read-only arrays).
+    return np.frombuffer(bytearray(raw), np.uint8, offset=header).reshape(shape)
+
+
+class _DownloadError(Exception):
+    pass
+
+
+def _download_missing(name: str, folder: Path) -> None:
+    stems = [stem for pair in IDX_FILES.values() for stem in pair]
+    for stem in stems:
+        if _find_idx(folder, stem):
+            continue
+        try:
+            data = _download(name, f"{stem}.gz")
+        except _DownloadError as exc:
+            raise UsageError(
+                f"dataset '{name}' not found in {folder} and could not be downloaded ({exc}); put the "
+                f"four IDX files ({', '.join(f'{s}.gz' for s in stems)}) there or set GENTOOL_DATA_DIR"
+            ) from None
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create '{folder}': {exc.strerror or exc}") from None
+        files.atomic_write(folder / f"{stem}.gz", data)
+
+
+def _download(name: str, filename: str) -> bytes:
+    """The file from the first mirror that serves it with the expected checksums."""
+    import hashlib
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    reason = "no download mirror"
+    for base in MIRRORS.get(name, []):
+        print(f"downloading {name}/{filename} from {base}", file=sys.stderr)
+        try:
+            with urllib.request.urlopen(base + filename, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            reason = exc.reason if type(exc) is urllib.error.URLError else exc
+            continue
+        digests = (
+            hashlib.md5(data, usedforsecurity=False).hexdigest(),
+            hashlib.sha256(data).hexdigest(),
+        )
+        if digests == CHECKSUMS[name][filename]:
+            return data
+        reason = f"checksum mismatch for {base}{filename}"
+    raise _DownloadError(reason)
+
+
+# Folders of images ---------------------------------------------------------------------------
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def _load_folder(root: Path, split: str) -> Dataset:
+    name = root.resolve().name
+    if {"train", "test"} <= {p.name for p in _subfolders(root)}:
+        classes = sorted({p.name for s in SPLITS for p in _subfolders(root / s)}) or None
+        return Dataset(*_read_folder(root / split, classes), name, classes)
+    classes = [p.name for p in _subfolders(root)] or None
+    return _holdout(Dataset(*_read_folder(root, classes), name, classes), split)
+
+
+def _read_folder(folder: Path, classes: list[str] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode every image (grayscale if all are, else RGB); all must have one size."""
+    if classes:
+        paths, labels = [], []
+        for label, class_name in enumerate(classes):
+            class_paths = _image_files(folder / class_name)
+            paths += class_paths
+            labels += [label] * len(class_paths)
+    else:
+        paths, labels = _image_files(folder), None
+    if not paths:
+        raise UsageError(f"no PNG/JPEG images found in '{folder}'")
+    arrays = []
+    for path in paths:
+        image = image_io.to_uint8(image_io.read_image(str(path), None)[0])
+        if arrays and image.shape[1:] != arrays[0].shape[1:]:
+            (h, w), (h0, w0) = image.shape[1:], arrays[0].shape[1:]
+            raise UsageError(
+                f"'{path}' is {w}x{h} but '{paths[0]}' is {w0}x{h0}: all images must have one size"
+            )
+        arrays.append(image)
+    channels = max(len(a) for a in arrays)
+    images = np.stack([np.broadcast_to(a, (channels, *a.shape[1:])) for a in arrays])
+    return images, None if labels is None else np.array(labels, np.int64)
+
+
+# .npy / .npz arrays --------------------------------------------------------------------------
+
+
+def _load_arrays(path: Path, split: str) -> Dataset:
+    import zipfile
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            arrays = {"": loaded}
+        else:
+            with loaded:
+                arrays = {key: loaded[key] for key in loaded.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"cannot read '{path}': {exc}") from None
+
+    has_splits = {"x_train", "x_test"} <= arrays.keys()
+    if has_splits:
+        x, y, label_keys = arrays[f"x_{split}"], arrays.get(f"y_{split}"), ("y_train", "y_test")
+    elif "images" in arrays:
+        x, y, label_keys = arrays["images"], arrays.get("labels"), ("labels",)
+    elif len(arrays) == 1:
+        x, y, label_keys = next(iter(arrays.values())), None, ()
+    else:
+        raise UsageError(
+            f"'{path}' holds {', '.join(arrays)}: expected x_train/y_train/x_test/y_test, "
+            "images/labels, or a single array"
+        )
+    images = _as_images(x, path)
+    labels = None if y is None else _as_labels(y, len(images), path)
+    classes = None
+    if labels is not None:  # counted over every label array, so that both splits agree
+        n_classes = 1 + max(int(arrays[k].max(initial=-1)) for k in label_keys if k in arrays)
+        classes = [str(i) for i in range(n_classes)]
+    dataset = Dataset(images, labels, path.stem, classes)
+    return dataset if has_splits else _holdout(dataset, split)
+
+
+def _as_images(x: np.ndarray, path: Path) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise UsageError(
+            f"'{path}': an array of shape {x.shape} is not (N, H, W), (N, H, W, C) or (N, C, H, W) "
+            "with C in 1 or 3"
+        )
+    if np.issubdtype(x.dtype, np.floating):
+        if x.size and not (x.min() >= 0 and x.max() <= 1):
+            raise UsageError(f"'{path}': float pixels must be in [0, 1]")
+        x = image_io.to_uint8(x)
+    elif x.dtype != np.uint8:
+        raise UsageError(f"'{path}': pixels must be uint8 or float in [0, 1], not {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def _as_labels(y: np.ndarray, n: int, path: Path) -> np.ndarray:
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0):
+        raise UsageError(f"'{path}': labels must be {n} non-negative integers, not {y.dtype} {y.shape}")
+    return y.astype(np.int64)

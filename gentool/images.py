@@ -1,0 +1,146 @@
+"""Torch-free image I/O: read and write PNG/JPEG (paths or '-'), grids, value ranges.
+
+Images inside gentool are float32 arrays (N, C, H, W) or (C, H, W) with values in [0, 1].
+
+Reading converts whatever PIL opens, and reports each lossy or shape-changing conversion as a note:
+- 16-bit grayscale (PIL modes I;16*, I) is scaled by its bit depth (divided by 65535), keeping its
+  precision, instead of being clipped to 8 bits as PIL's own conversion would do;
+- palette images are expanded to RGB (RGBA when they carry transparency);
+- alpha is composited onto black, since gentool's datasets are light-on-dark;
+- RGB becomes grayscale with the ITU-R 601-2 luma (PIL's "L" conversion) when one channel is asked;
+- grayscale becomes RGB by repeating the channel when three are asked;
+- an image whose size differs from the requested (H, W) is resized with a Lanczos filter.
+Sizes in notes are written width x height, as image viewers show them.
+"""
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from gentool import files
+from gentool.errors import UsageError
+
+_GRAY_BANDS = ("1", "L", "I", "F")
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
+def read_image(
+    src: str, channels: int | None, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Read one image from a path or '-' as float32 (C, H, W) in [0, 1], plus notes.
+
+    `channels` is 1 or 3; None keeps the image's own kind (1 for grayscale, 3 otherwise).
+    """
+    from PIL import Image
+
+    if channels not in (None, 1, 3):
+        raise UsageError(f"images must have 1 or 3 channels, not {channels}")
+    name = files.display_name(src)
+    data = files.read_input(src)
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise UsageError(f"cannot read image '{name}': not a readable PNG/JPEG image") from None
+
+    notes = []
+    gray = img.getbands()[0] in _GRAY_BANDS
+    if img.mode.startswith("I"):
+        img = Image.fromarray(np.asarray(img, np.float32) / 65535)
+    else:
+        if img.has_transparency_data:
+            img = img.convert("RGBA")
+            if img.getextrema()[3][0] < 255:
+                notes.append(f"{name}: alpha composited onto black")
+            img = Image.alpha_composite(Image.new("RGBA", img.size, (0, 0, 0, 255)), img)
+        img = img.convert("L" if gray else "RGB")
+    if channels == 1 and not gray:
+        img = img.convert("L")
+        notes.append(f"{name}: RGB converted to grayscale")
+    if size is not None and img.size != (size[1], size[0]):
+        notes.append(f"{name}: resized {img.width}x{img.height} -> {size[1]}x{size[0]}")
+        img = img.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+
+    array = np.asarray(img, np.float32)
+    array = np.clip(array, 0, 1) if img.mode == "F" else array / 255
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    if channels == 3 and gray:
+        array = np.repeat(array, 3, axis=0)
+        notes.append(f"{name}: grayscale repeated to RGB")
+    return np.ascontiguousarray(array), notes
+
+
+def read_images(
+    srcs: list[str], channels: int | None, size: tuple[int, int] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Read several images as one (N, C, H, W) batch.
+
+    With no `size` (or `channels`), all images take the first image's size (or channel count).
+    """
+    if not srcs:
+        raise UsageError("no input images")
+    if srcs.count("-") > 1:
+        raise UsageError("stdin ('-') can be read only once")
+    images, notes = [], []
+    for src in srcs:
+        image, image_notes = read_image(src, channels, size)
+        size = size or image.shape[1:]
+        channels = channels or image.shape[0]
+        images.append(image)
+        notes += image_notes
+    return np.stack(images), notes
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float values in [0, 1] to uint8, rounding and clipping."""
+    return np.clip(np.rint(np.asarray(image, np.float32) * 255), 0, 255).astype(np.uint8)
+
+
+def _to_pil(image: np.ndarray):
+    from PIL import Image
+
+    pixels = image if image.dtype == np.uint8 else to_uint8(image)
+    if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
+        raise ValueError(f"expected a (C, H, W) image with 1 or 3 channels, got {image.shape}")
+    return Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0).copy())
+
+
+def _encode(image: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    _to_pil(image).save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of a (C, H, W) image, float in [0, 1] or uint8."""
+    return _encode(image, "PNG")
+
+
+def write_image(image: np.ndarray, dest: str | None) -> None:
+    """Write a (C, H, W) image to `dest` (.png, .jpg, .jpeg), or as PNG to stdout for None or '-'."""
+    if dest in (None, "-"):
+        files.write_stdout(encode_png(image))
+        return
+    suffix = Path(dest).suffix.lower()
+    if suffix not in _FORMATS:
+        raise UsageError(f"unsupported output format '{suffix or dest}' (use .png or .jpg)")
+    files.atomic_write(dest, _encode(image, _FORMATS[suffix]))
+
+
+def make_grid(
+    images: np.ndarray, nrow: int | None = None, pad: int = 2, pad_value: float = 0.0
+) -> np.ndarray:
+    """Tile (N, C, H, W) images into one (C, H', W') image, `nrow` images per row.
+
+    `nrow` defaults to ceil(sqrt(N)); `pad` pixels of `pad_value` separate and surround the images.
+    """
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    grid = np.full((c, pad + rows * (h + pad), pad + nrow * (w + pad)), pad_value, images.dtype)
+    for i, image in enumerate(images):
+        top, left = pad + (i // nrow) * (h + pad), pad + (i % nrow) * (w + pad)
+        grid[:, top : top + h, left : left + w] = image
+    return grid

@@ -1,0 +1,84 @@
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gentool import files
+from gentool.errors import UsageError
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_atomic_write_creates_and_replaces(tmp_path):
+    dest = tmp_path / "out.bin"
+    files.atomic_write(dest, b"one")
+    files.atomic_write(dest, b"two")
+    assert dest.read_bytes() == b"two"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+    assert dest.stat().st_mode & 0o777 != 0o600  # permissions follow the umask, not mkstemp's
+
+
+@pytest.mark.parametrize("name", ["missing/out.bin", "a-directory"])
+def test_atomic_write_unwritable(tmp_path, name):
+    (tmp_path / "a-directory").mkdir()
+    with pytest.raises(UsageError, match="cannot write"):
+        files.atomic_write(tmp_path / name, b"data")
+    assert [p.name for p in tmp_path.iterdir()] == ["a-directory"]
+
+
+def test_atomic_path_keeps_suffix_and_cleans_up_on_error(tmp_path):
+    dest = tmp_path / "model.onnx"
+    dest.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with files.atomic_path(dest) as tmp:
+            assert tmp.suffix == ".onnx" and tmp.parent == tmp_path
+            tmp.write_bytes(b"half")
+            raise RuntimeError("failed half way")
+    assert dest.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    with files.atomic_path(dest) as tmp:
+        tmp.write_bytes(b"new")
+    assert dest.read_bytes() == b"new"
+
+
+def test_write_stdout(capsysbinary):
+    files.write_stdout(b"\x89PNG")
+    assert capsysbinary.readouterr().out == b"\x89PNG"
+
+
+def test_write_stdout_refuses_terminal(monkeypatch):
+    monkeypatch.setattr(sys, "stdout", FakeTerminal())
+    with pytest.raises(UsageError, match="terminal"):
+        files.write_stdout(b"data")
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_write_stdout_to_pipes(unbuffered):
+    code = "from gentool.files import write_stdout; write_stdout(b'x' * 10_000_000)"
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    whole = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env)
+    assert whole.returncode == 0 and len(whole.stdout) == 10_000_000
+    # A reader that goes away early (like `| head -c 10`): exit 0, nothing on stderr.
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    assert proc.wait(timeout=30) == 0
+    assert proc.stderr.read() == b""
+
+
+def test_read_input(tmp_path, monkeypatch):
+    (tmp_path / "a").write_bytes(b"abc")
+    (tmp_path / "empty").write_bytes(b"")
+    assert files.read_input(str(tmp_path / "a")) == b"abc"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"from stdin")))
+    assert files.read_input("-") == b"from stdin"
+    with pytest.raises(UsageError, match="empty input"):
+        files.read_input(str(tmp_path / "empty"))
+    for bad in ("missing", ""):
+        with pytest.raises(UsageError, match="cannot read"):
+            files.read_input(str(tmp_path / bad))  # a missing file, then a directory
