@@ -114,11 +114,8 @@ def _setup(opts: Options):
         return run_dir, model, meta, state
     cls = zoo.get(opts.model)
     hparams = {**cls.defaults, **zoo.parse_hparams(cls, list(opts.hparam_args))}
-    train_cfg = {
-        "epochs": opts.epochs or cls.train_defaults["epochs"],
-        "batch_size": opts.batch_size or cls.train_defaults["batch_size"],
-        "lr": opts.lr or cls.train_defaults["lr"],
-    }
+    asked = {"epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr}
+    train_cfg = {k: cls.train_defaults[k] if v is None else v for k, v in asked.items()}
     for key, value in train_cfg.items():
         if value <= 0:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
@@ -223,7 +220,9 @@ def run(opts: Options) -> Path:
     device = torch_device(opts.device)
     run_dir, model, meta, state = _setup(opts)
     cfg = meta["train"]
-    epochs = opts.epochs if (opts.resume and opts.epochs) else cfg["epochs"]
+    epochs = opts.epochs if (opts.resume and opts.epochs is not None) else cfg["epochs"]
+    if epochs < 1:
+        raise UsageError(f"--epochs must be positive, got {epochs}")
     meta["train"]["epochs"] = epochs
     bs, seed, binarize = cfg["batch_size"], meta["seed"], cfg["binarize"]
 

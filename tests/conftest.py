@@ -1,0 +1,69 @@
+import os
+from pathlib import Path
+
+# The real MNIST and Fashion-MNIST files live in ../shared/data next to the repository.
+os.environ.setdefault("GENTOOL_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+import gzip
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ["GENTOOL_DATA_DIR"])
+
+# Runs the CLI in a fresh interpreter; with torch_free, `import torch` / `import onnx` fail there.
+_LAUNCH = """
+import sys
+if sys.argv[1] == "--torch-free":
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "onnx", "onnxscript", "safetensors"):
+                raise ImportError(f"blocked: {name}")
+    sys.meta_path.insert(0, _Block())
+from gentool.cli import main
+sys.argv = ["gentool"] + sys.argv[2:]
+main()
+"""
+
+
+def gentool(*args, torch_free=False, stdin=None, cwd=None, check=True):
+    """Run `gentool ARGS`; returns the CompletedProcess (stdout as bytes, stderr as text)."""
+    flag = "--torch-free" if torch_free else "--with-torch"
+    proc = subprocess.run(
+        [sys.executable, "-c", _LAUNCH, flag, *map(str, args)],
+        input=stdin, capture_output=True, cwd=cwd or ROOT, env={**os.environ, "NO_COLOR": "1"},
+    )
+    proc.stderr = proc.stderr.decode()
+    if check and proc.returncode != 0:
+        raise AssertionError(f"gentool {' '.join(map(str, args))} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory):
+    """Tiny vae and ae runs on 256 MNIST images, trained once for the whole session."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, extra in [("vae", ["--arch", "mlp"]), ("ae", [])]:
+        gentool("train", name, "--data", "mnist", "--limit", "256", "--epochs", "1", "--batch-size", "64",
+                "--out", root / name, *extra)
+        out[name] = root / name
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """The first two MNIST test digits as PNG files."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("digits")
+    raw = gzip.open(DATA / "mnist" / "t10k-images-idx3-ubyte.gz").read()
+    x = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+    paths = []
+    for i in range(2):
+        paths.append(folder / f"digit{i}.png")
+        Image.fromarray(x[i]).save(paths[-1])
+    return paths

@@ -1,0 +1,147 @@
+"""Training, checkpoints, resume, evaluation and export on the torch side."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import gentool
+from gentool import checkpoint, train as training
+from gentool.errors import UsageError
+
+
+def tiny(tmp_path, name="run", **kw):
+    options = dict(model="vae", data="mnist", epochs=2, batch_size=64, limit=192, out=tmp_path / name,
+                   device="cpu", hparam_args=("--arch", "mlp", "--hidden", "32", "--latent-dim", "4"))
+    options.update(kw)
+    return training.Options(**options)
+
+
+def weights(run_dir):
+    return load_file(str(run_dir / checkpoint.WEIGHTS))
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_run_directory_is_self_describing(runs):
+    run = runs["vae"]
+    assert {p.name for p in run.iterdir()} >= {"model.safetensors", "resume.pt", "metrics.jsonl", "grids", "encoder.onnx", "decoder.onnx"}
+    meta = checkpoint.read_meta(run)
+    assert meta["model"] == "vae" and meta["hparams"]["arch"] == "mlp" and meta["hparams"]["latent_dim"] == 20
+    assert meta["image_shape"] == [1, 28, 28] and meta["data"] == "mnist" and meta["epoch"] == 1
+    assert meta["seed"] == 0 and set(meta["versions"]) == {"gentool", "torch"}
+    assert abs(meta["data_stats"]["mean"] - 0.13) < 0.02
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1] and "test_neg_elbo" in rows[0] and "train_kl" in rows[0]
+    assert sorted(p.name for p in (run / "grids").iterdir()) == ["reconstructions-001.png", "samples-001.png"]
+    model, _ = checkpoint.load(run)
+    assert sum(p.numel() for p in model.parameters()) == 652824
+
+
+def test_resume_continues_to_the_same_weights(tmp_path):
+    straight = training.run(tiny(tmp_path, "straight"))
+    training.run(tiny(tmp_path, "halves", epochs=1))
+    resumed = training.run(training.Options(model="", resume=tmp_path / "halves", epochs=2, device="cpu"))
+    assert_same_weights(straight, resumed)
+    rows = (resumed / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
+    straight = training.run(tiny(tmp_path, "straight"))
+    from gentool.zoo.vae import VAE
+
+    original, calls = VAE.train_step, []
+
+    def interrupt_at_step_5(self, *args):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, *args)
+
+    monkeypatch.setattr(VAE, "train_step", interrupt_at_step_5)
+    with pytest.raises(SystemExit) as stop:
+        training.run(tiny(tmp_path, "interrupted"))
+    assert stop.value.code == 130
+    assert checkpoint.read_meta(tmp_path / "interrupted")["step"] == 2  # 3 steps an epoch: epoch 2, step 2
+    monkeypatch.setattr(VAE, "train_step", original)
+    resumed = training.run(training.Options(model="", resume=tmp_path / "interrupted", device="cpu"))
+    assert_same_weights(straight, resumed)
+
+
+def test_train_refuses_bad_options(tmp_path):
+    for args, message in [
+        (["train", "nope", "--data", "mnist"], "unknown model 'nope'"),
+        (["train", "vae", "--data", "nope"], "unknown dataset 'nope'"),
+        (["train", "vae"], "--data is required"),
+        (["train", "vae", "--data", "mnist", "--bogus", "1"], "has no option --bogus"),
+        (["train", "vae", "--data", "mnist", "--epochs", "0"], "--epochs must be positive"),
+        (["train", "vae", "--data", "mnist", "--limit", "-3"], "--limit must be at least 1"),
+        (["train", "vae", "--data", "mnist", "--device", "cuda"], "--device cuda"),
+        (["train", "--resume", tmp_path], "no checkpoint at"),
+    ]:
+        proc = gentool(*args, check=False, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_evaluate_reports_the_documented_keys(runs):
+    vae = json.loads(gentool("evaluate", runs["vae"], "--json", "--limit", "200", "--iw-samples", "5").stdout)
+    assert set(vae) == {"model", "data", "split", "n", "mse", "bce", "psnr_db", "ssim", "neg_elbo_nats", "kl_nats",
+                        "iw_nll_nats", "iw_samples", "active_units"}
+    assert vae["n"] == 200 and vae["split"] == "test" and vae["iw_nll_nats"] < vae["neg_elbo_nats"] + 5
+    ae = json.loads(gentool("evaluate", runs["ae"], "--json", "--limit", "200").stdout)
+    assert set(ae) == {"model", "data", "split", "n", "mse", "bce", "psnr_db", "ssim"}
+    assert 0 < ae["ssim"] < 1 and ae["psnr_db"] > 5
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "not-gentool"])
+def test_bad_checkpoints_are_usage_errors(runs, tmp_path, damage):
+    target = tmp_path / "model.safetensors"
+    if damage == "truncated":
+        target.write_bytes((runs["ae"] / "model.safetensors").read_bytes()[:1000])
+    elif damage == "not-gentool":
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(2)}, str(target))
+    proc = gentool("evaluate", target, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_export_writes_checked_graphs_with_metadata(runs, tmp_path):
+    proc = gentool("export", runs["vae"], "--onnx", "-o", tmp_path / "exp")
+    assert "max |torch - onnxruntime|" in proc.stderr
+    model, _ = checkpoint.load(runs["vae"])
+    for role in ("encoder", "decoder"):
+        proto = onnx.load(tmp_path / "exp" / f"{role}.onnx")
+        onnx.checker.check_model(proto)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        assert meta["gentool.model"] == "vae" and meta["gentool.role"] == role
+        assert meta["gentool.image_shape"] == "1,28,28" and meta["gentool.value_range"] == "0,1"
+        assert meta["gentool.latent_dim"] == "20" and meta["gentool.version"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "exp" / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    z = np.random.default_rng(0).standard_normal((5, 20)).astype(np.float32)
+    with torch.no_grad():
+        expected = torch.sigmoid(model.decoder(torch.from_numpy(z))).numpy()
+    assert np.abs(session.run(None, {"z": z})[0] - expected).max() < 1e-5
+    assert not gentool("export", runs["vae"], check=False).returncode == 0
+
+
+def test_onnx_without_gentool_metadata_is_refused(runs, tmp_path):
+    proto = onnx.load(runs["ae"] / "decoder.onnx")
+    del proto.metadata_props[:]
+    onnx.save(proto, tmp_path / "plain.onnx")
+    proc = gentool("sample", tmp_path / "plain.onnx", check=False)
+    assert proc.returncode == 2 and "has no gentool metadata" in proc.stderr
