@@ -98,6 +98,7 @@ def export(model, meta: dict, out_dir: Path, opset: int = OPSET) -> dict[str, fl
     model = model.cpu().eval()
     protos, differences = {}, {}
     for role, graph in model.graphs().items():
+        graph.module.eval()
         proto = _to_onnx(graph, opset)
         differences[role] = _max_difference(graph, proto)
         if differences[role] > graph.tolerance:

@@ -15,6 +15,8 @@ Sizes in notes are written width x height, as image viewers show them.
 
 import io
 import math
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -98,24 +100,38 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, np.float32) * 255), 0, 255).astype(np.uint8)
 
 
-def _to_pil(image: np.ndarray):
-    from PIL import Image
-
+def _pixels(image: np.ndarray) -> np.ndarray:
     pixels = image if image.dtype == np.uint8 else to_uint8(image)
     if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):
         raise ValueError(f"expected a (C, H, W) image with 1 or 3 channels, got {image.shape}")
-    return Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0).copy())
-
-
-def _encode(image: np.ndarray, fmt: str) -> bytes:
-    buffer = io.BytesIO()
-    _to_pil(image).save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    return buffer.getvalue()
+    return pixels
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a (C, H, W) image, float in [0, 1] or uint8."""
-    return _encode(image, "PNG")
+    """PNG bytes of a (C, H, W) image, float in [0, 1] or uint8.
+
+    Written with zlib rather than PIL: importing PIL's image plugins costs more than the rest of a
+    `gentool sample` cold start's own work.
+    """
+    pixels = _pixels(image)
+    c, h, w = pixels.shape
+    rows = pixels.transpose(1, 2, 0).reshape(h, w * c)
+    scanlines = np.hstack([np.zeros((h, 1), np.uint8), rows]).tobytes()  # filter type 0 on each row
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines, 6)) + chunk(b"IEND", b"")
+
+
+def _encode_jpeg(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    pixels = _pixels(image)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0).copy()).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
 
 
 def write_image(image: np.ndarray, dest: str | None) -> None:
@@ -126,7 +142,7 @@ def write_image(image: np.ndarray, dest: str | None) -> None:
     suffix = Path(dest).suffix.lower()
     if suffix not in _FORMATS:
         raise UsageError(f"unsupported output format '{suffix or dest}' (use .png or .jpg)")
-    files.atomic_write(dest, _encode(image, _FORMATS[suffix]))
+    files.atomic_write(dest, encode_png(image) if _FORMATS[suffix] == "PNG" else _encode_jpeg(image))
 
 
 def make_grid(

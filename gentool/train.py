@@ -102,16 +102,15 @@ class Reporter:
 
 
 def _setup(opts: Options):
-    """Model, data and state for a new run or a resumed one."""
+    """Run directory, model, metadata, resume state (None for a new run) and training data."""
     from gentool import zoo
 
     if opts.resume:
         run_dir = Path(opts.resume)
-        meta = checkpoint.read_meta(run_dir)
-        state = checkpoint.load_resume_state(run_dir)
         model, meta = checkpoint.load(run_dir)
+        state = checkpoint.load_resume_state(run_dir)
         model.train()
-        return run_dir, model, meta, state
+        return run_dir, model, meta, state, datasets.load(meta["data"], "train", meta["train"]["limit"])
     cls = zoo.get(opts.model)
     hparams = {**cls.defaults, **zoo.parse_hparams(cls, list(opts.hparam_args))}
     asked = {"epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr}
@@ -141,7 +140,7 @@ def _setup(opts: Options):
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"'{run_dir}' already exists and is not empty; choose another --out or use --resume")
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, model, meta, None
+    return run_dir, model, meta, None, train_set
 
 
 @torch.no_grad()
@@ -218,7 +217,7 @@ def _deferred_interrupt():
 
 def run(opts: Options) -> Path:
     device = torch_device(opts.device)
-    run_dir, model, meta, state = _setup(opts)
+    run_dir, model, meta, state, train_set = _setup(opts)
     cfg = meta["train"]
     epochs = opts.epochs if (opts.resume and opts.epochs is not None) else cfg["epochs"]
     if epochs < 1:
@@ -226,7 +225,6 @@ def run(opts: Options) -> Path:
     meta["train"]["epochs"] = epochs
     bs, seed, binarize = cfg["batch_size"], meta["seed"], cfg["binarize"]
 
-    train_set = datasets.load(meta["data"], "train", cfg["limit"])
     test_set = datasets.load(meta["data"], "test")
     if list(train_set.image_shape) != meta["image_shape"]:
         raise UsageError(f"data '{meta['data']}' no longer has the image shape {meta['image_shape']} of this run")
