@@ -1,0 +1,72 @@
+"""Bad input: one clear line on stderr, exit code 2, no traceback, no half-written file."""
+
+import pytest
+
+from conftest import gentool
+
+
+def assert_usage_error(proc, message):
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("gentool: error:") and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "{vae}", "-n", "0"], "-n must be at least 1"),
+        (["sample", "{vae}", "-n", "many"], "'many' is not a valid int"),
+        (["sample", "{vae}", "--device", "gpu"], "'gpu' is not one of"),
+        (["sample", "{vae}", "--device", "cuda"], "--device cuda"),
+        (["sample", "nothing/here"], "no such file or directory"),
+        (["sample", "nomodel"], "no run of a model 'nomodel'"),
+        (["manifold", "{vae}", "--size", "-4"], "--size must be at least 2"),
+        (["manifold", "{vae}", "--dims", "0,99"], "--dims must name two different latent dimensions"),
+        (["interpolate", "{vae}", "--steps", "1", "--seeds", "1,2"], "--steps must be at least 2"),
+        (["interpolate", "{vae}", "--seeds", "1"], "--seeds takes two integers"),
+        (["interpolate", "{vae}", "{digit}"], "needs two images"),
+        (["reconstruct", "{vae}", "{notimage}"], "not a readable PNG/JPEG image"),
+        (["reconstruct", "{vae}", "{empty}"], "empty input"),
+        (["reconstruct", "{vae}", "{digit}", "-o", "{tmp}/out.gif"], "unsupported output format"),
+        (["decode", "{vae}", "{notimage}"], "cannot read codes"),
+        (["decode", "{ae}", "{codes3}"], "codes must have shape (N, 32)"),
+        (["sample", "{runs}"], "no .onnx graphs"),
+        (["sample", "{weights}"], "is not an .onnx file"),
+        (["bogus"], "No such command 'bogus'"),
+    ],
+)
+def test_inference_usage_errors(runs, digits, tmp_path, args, message):
+    (tmp_path / "notimage.png").write_text("hello")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "codes3.csv").write_text("1,2,3\n")
+    places = {"vae": runs["vae"], "ae": runs["ae"], "digit": digits[0], "tmp": tmp_path, "runs": runs["vae"].parent,
+              "notimage": tmp_path / "notimage.png", "empty": tmp_path / "empty.png", "codes3": tmp_path / "codes3.csv",
+              "weights": runs["vae"] / "model.safetensors"}
+    assert_usage_error(gentool(*[a.format(**places) for a in args], torch_free=True, check=False), message)
+
+
+def test_empty_stdin(runs):
+    assert_usage_error(gentool("encode", runs["vae"], "-", stdin=b"", torch_free=True, check=False), "empty input")
+
+
+def test_unwritable_output_leaves_nothing_behind(runs, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    assert_usage_error(gentool("sample", runs["vae"], "-o", tmp_path / "missing" / "x.png", torch_free=True, check=False),
+                       "cannot write")
+    locked.chmod(0o500)
+    try:
+        proc = gentool("sample", runs["vae"], "-o", locked / "x.png", torch_free=True, check=False)
+    finally:
+        locked.chmod(0o700)
+    if proc.returncode == 0:  # root ignores directory permissions
+        pytest.skip("running as root: directory permissions do not apply")
+    assert_usage_error(proc, "cannot write")
+    assert list(locked.iterdir()) == []
+
+
+def test_existing_output_is_kept_when_a_verb_fails(runs, tmp_path):
+    target = tmp_path / "keep.png"
+    target.write_bytes(b"precious")
+    gentool("reconstruct", runs["vae"], tmp_path / "nope.png", "-o", target, torch_free=True, check=False)
+    assert target.read_bytes() == b"precious" and [p.name for p in tmp_path.iterdir()] == ["keep.png"]
