@@ -20,12 +20,11 @@ from gentool.devices import torch_device
 from gentool.errors import UsageError
 from gentool.train import batches_of
 
-DEFAULT_IW_SAMPLES = 100
 BATCH = 250
 
 
 @torch.no_grad()
-def evaluate(path: Path, data: str | None = None, split: str = "test", iw_samples: int = DEFAULT_IW_SAMPLES,
+def evaluate(path: Path, data: str | None = None, split: str = "test", iw_samples: int = 100,
              device: str = "auto", limit: int | None = None, seed: int = 0) -> dict:
     dev = torch_device(device)
     model, meta = checkpoint.load(path, dev)
