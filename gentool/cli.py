@@ -292,7 +292,7 @@ def interpolate(
             a, b = (int(s) for s in seeds.split(","))
         except ValueError:
             raise UsageError(f"--seeds takes two integers 'A,B', got '{seeds}'") from None
-        start, end = pipelines.latent_draws(art, 1, a)[0], pipelines.latent_draws(art, 1, b)[0]
+        start, end = (pipelines.latent_draws(art, 1, s, "interpolate --seeds")[0] for s in (a, b))
     else:
         if not ends or len(ends) != 2:
             raise UsageError("interpolate needs two images A B (or --seeds A,B)")

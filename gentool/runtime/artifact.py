@@ -87,7 +87,10 @@ class Artifact:
     def latent_dim(self) -> int:
         return int(self.meta["gentool.latent_dim"])
 
-    def prior(self) -> tuple[np.ndarray, np.ndarray]:
+    def prior(self, verb: str) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and covariance of the distribution codes are drawn from (for `verb`'s message)."""
+        if "gentool.prior" not in self.meta:
+            raise UsageError(f"'{verb}' draws codes from a prior, and this {self.model} model has none")
         prior = json.loads(self.meta["gentool.prior"])
         return np.asarray(prior["mean"], np.float64), np.asarray(prior["cov"], np.float64)
 

@@ -19,9 +19,9 @@ def _code(outputs: dict[str, np.ndarray]) -> np.ndarray:
     return outputs["mean"] if "mean" in outputs else outputs["code"]
 
 
-def latent_draws(artifact: Artifact, n: int, seed: int | None) -> np.ndarray:
+def latent_draws(artifact: Artifact, n: int, seed: int | None, verb: str = "sample") -> np.ndarray:
     """n draws from the model's prior (N(0, I) for a VAE, the fitted code Gaussian for an AE)."""
-    mean, cov = artifact.prior()
+    mean, cov = artifact.prior(verb)
     eps = np.random.default_rng(seed).standard_normal((n, len(mean)))
     return mean + eps @ np.linalg.cholesky(cov).T
 
@@ -69,7 +69,7 @@ def manifold(artifact: Artifact, size: int, dims: tuple[int, int]) -> np.ndarray
         raise UsageError(f"--dims must name two different latent dimensions in 0..{d - 1}")
     if size < 2:
         raise UsageError("--size must be at least 2")
-    mean, cov = artifact.prior()
+    mean, cov = artifact.prior("manifold")
     quantiles = np.array([NormalDist().inv_cdf(p) for p in np.linspace(0, 1, size + 2)[1:-1]])
     cols, rows = np.meshgrid(quantiles, quantiles[::-1])
     z = np.tile(mean, (size * size, 1))

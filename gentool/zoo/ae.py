@@ -45,6 +45,9 @@ class AE(GenerativeModel):
     name = "ae"
     defaults = {"arch": "conv", "latent_dim": 32, "hidden": 400, "loss": "bce"}
     choices = {"arch": ("conv", "mlp"), "loss": ("bce", "mse")}
+    # Fit a full-covariance Gaussian to the training codes after each epoch so that `sample` works.
+    # Families with very wide codes (sparse, overcomplete) turn it off: the matrix would not fit.
+    code_prior = True
 
     def __init__(self, image_shape, hparams):
         super().__init__(image_shape, hparams)
@@ -52,9 +55,9 @@ class AE(GenerativeModel):
         self.encoder, self.decoder = encoder_decoder(
             self.hparams["arch"], self.image_shape, self.code_features(), d, self.hparams["hidden"]
         )
-        # A Gaussian fitted to the training codes after training, so that `sample` works for an AE.
-        self.register_buffer("prior_mean", torch.zeros(d))
-        self.register_buffer("prior_cov", torch.eye(d))
+        if self.code_prior:
+            self.register_buffer("prior_mean", torch.zeros(d))
+            self.register_buffer("prior_cov", torch.eye(d))
 
     def code_features(self) -> int:
         return self.hparams["latent_dim"]
@@ -74,6 +77,8 @@ class AE(GenerativeModel):
 
     @torch.no_grad()
     def fit_prior(self, batches) -> None:
+        if not self.code_prior:
+            return
         codes = torch.cat([self.posterior_mean(x) for x in batches]).double()
         self.prior_mean.copy_(codes.mean(0))
         self.prior_cov.copy_(torch.cov(codes.T).reshape_as(self.prior_cov))
@@ -87,5 +92,7 @@ class AE(GenerativeModel):
         }
 
     def graph_metadata(self):
-        prior = {"mean": self.prior_mean.tolist(), "cov": self.prior_cov.tolist()}
-        return {"latent_dim": str(self.hparams["latent_dim"]), "prior": json.dumps(prior)}
+        meta = {"latent_dim": str(self.hparams["latent_dim"])}
+        if self.code_prior:
+            meta["prior"] = json.dumps({"mean": self.prior_mean.tolist(), "cov": self.prior_cov.tolist()})
+        return meta
