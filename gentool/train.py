@@ -73,7 +73,7 @@ def _float_stats(losses: dict[str, torch.Tensor]) -> dict[str, float]:
 class Reporter:
     """A Rich progress bar on a terminal, plain lines otherwise (both on stderr)."""
 
-    def __init__(self, total_steps: int, done_steps: int):
+    def __init__(self, total_steps: int):
         self.progress = None
         if sys.stderr.isatty():
             from rich.console import Console
@@ -83,7 +83,7 @@ class Reporter:
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                 TextColumn("{task.fields[status]}"), console=Console(stderr=True), transient=False,
             )
-            self.task = self.progress.add_task("training", total=total_steps, completed=done_steps, status="")
+            self.task = self.progress.add_task("training", total=total_steps, status="")
             self.progress.start()
 
     def step(self, description: str, status: str) -> None:
@@ -244,7 +244,7 @@ def run(opts: Options) -> Path:
 
     n = len(train_u8)
     steps = math.ceil(n / bs)
-    reporter = Reporter(total_steps=(epochs - start_epoch) * steps, done_steps=0)
+    reporter = Reporter(total_steps=(epochs - start_epoch) * steps - start_step)
     epoch, step = start_epoch, start_step
 
     def save(epoch_done: int, step_done: int, running: dict) -> None:
@@ -255,6 +255,7 @@ def run(opts: Options) -> Path:
             "step": step_done,
             "sums": running,
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
         }
         checkpoint.save(run_dir, model, meta, resume)
 
@@ -267,6 +268,8 @@ def run(opts: Options) -> Path:
                 sums = {}
             else:
                 torch.set_rng_state(state["rng"])
+                if device.type == "cuda" and state.get("cuda_rng"):
+                    torch.cuda.set_rng_state_all(state["cuda_rng"])
             while step < steps:
                 idx = perm[step * bs : (step + 1) * bs]
                 x = train_u8[idx].float().div_(255)
