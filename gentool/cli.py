@@ -102,6 +102,7 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="Continue a run directory where it stopped.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Train on the first N examples only.")] = None,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarized pixels (NLLs comparable with binarized-MNIST tables).")] = False,
+    classes: Annotated[Optional[str], typer.Option(help="Train on these classes only (names or indices, e.g. 3 or 3,5); the others are anomalies for `evaluate --anomaly`.")] = None,
 ) -> None:
     """Train a model; evaluates each epoch and exports ONNX at the end. Model options follow, e.g. --beta 4."""
     _needs_torch("train")
@@ -112,12 +113,13 @@ def train(
     if limit is not None:
         _positive("--limit", limit)
     extra = list(ctx.args) + ([f"--latent-dim={latent_dim}"] if latent_dim is not None else [])
-    if resume and (extra or model or data):
+    if resume and (extra or model or data or classes):
         raise UsageError("--resume continues a run with its own settings; only --epochs and --device may be given")
     run_dir = training.run(
         training.Options(
             model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
             device=device.value, out=out, resume=resume, limit=limit, binarize=binarize, hparam_args=tuple(extra),
+            classes=classes,
         )
     )
     print(run_dir)
@@ -146,6 +148,9 @@ def evaluate(
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     iw_samples: Annotated[int, typer.Option(help="Importance samples K for iw_nll_nats (0 skips it).")] = 100,
     limit: Annotated[Optional[int], typer.Option(help="Use the first N examples only.")] = None,
+    noise_level: Annotated[Optional[float], typer.Option(help="dae: corrupt the split at this level (default: the model's).")] = None,
+    anomaly: Annotated[bool, typer.Option("--anomaly", help="One-class protocol: AUROC of `score` on the split, the run's --classes being normal.")] = False,
+    probe: Annotated[Optional[int], typer.Option(metavar="N", help="Logistic-regression probe on the codes of N labelled training images per class, and k-means NMI; both also on pixels.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
@@ -158,7 +163,20 @@ def evaluate(
         raise UsageError(f"--iw-samples must be 0 or more, got {iw_samples}")
     if limit is not None:
         _positive("--limit", limit)
-    result = run_evaluation(Path(run), data, split, iw_samples, device.value, limit, seed)
+    if noise_level is not None and not 0 <= noise_level <= 1:
+        raise UsageError(f"--noise-level must be in [0, 1], got {noise_level}")
+    extra = {}  # computed first: their usage errors (no --classes, no codes) come before the long part
+    if anomaly:
+        from gentool.anomaly import evaluate_anomaly
+
+        extra.update(evaluate_anomaly(Path(run), data, split, device.value, limit, seed))
+    if probe is not None:
+        from gentool.probe import evaluate_probe
+
+        _positive("--probe", probe)
+        extra.update(evaluate_probe(Path(run), probe, data, split, device.value, limit, seed))
+    result = run_evaluation(Path(run), data, split, iw_samples, device.value, limit, seed, noise_level=noise_level)
+    result.update(extra)
     if as_json:
         _print_json(result)
         return
@@ -316,6 +334,47 @@ def manifold(
     except ValueError:
         raise UsageError(f"--dims takes two integers 'I,J', got '{dims}'") from None
     _write(pipelines.manifold(_artifact(artifact, device), size, (i, j)), out, nrow=size)
+
+
+@app.command()
+def score(
+    artifact: ArtifactArg,
+    inputs: Annotated[list[str], typer.Argument(help="Images (PNG/JPEG paths, or '-' for stdin).")],
+    samples: Annotated[int, typer.Option(help="VAE: posterior samples the -ELBO's reconstruction term is averaged over.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help='JSON lines {"input", "score", "kind"} on stdout.')] = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Anomaly score per image, higher = more anomalous: -ELBO in nats (Bernoulli VAE), else reconstruction MSE."""
+    from gentool.runtime import pipelines
+
+    _positive("--samples", samples)
+    art = _artifact(artifact, device)
+    scores, kind = pipelines.anomaly_scores(art, _read(art, inputs), seed, samples)
+    for name, value in zip(inputs, scores):
+        print(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}")
+    if not as_json:
+        _err(f"scores: {kind} (higher is more anomalous)")
+
+
+@app.command()
+def denoise(
+    image: Annotated[str, typer.Argument(metavar="IN", help="A PNG/JPEG image of any size (a path, or '-' for stdin).")],
+    out: OutOpt = None,
+    model: Annotated[Optional[str], typer.Option(help="A dae artifact: run or export directory, .onnx, or model name (default: the bundled denoiser).")] = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Remove noise from an image of any size; a grayscale model (like the bundled one) denoises each
+    channel of a colour image as a grayscale image."""
+    from gentool import images
+    from gentool.runtime import pipelines
+
+    art = _artifact(model or str(pipelines.bundled_denoiser()), device)
+    art.require("denoiser", "denoise")
+    x, notes = images.read_image(image, None if art.image_shape[0] == 1 else art.image_shape[0])
+    for note in notes:
+        _err(f"note: {note}")
+    _write(pipelines.denoise(art, x)[None], out)
 
 
 def main() -> None:

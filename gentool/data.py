@@ -13,6 +13,8 @@ Sources for `load(spec)`:
 A path source without its own test split holds out 10% as the test split: the first N // 10
 indices of `np.random.default_rng(0).permutation(N)`. Both splits keep the source's order.
 A dataset name wins over a folder of the same name: write `./mnist` for the folder.
+Sources joined with '+' (`mnist+fashion-mnist`) are concatenated split by split; their images must
+share one shape, and their classes are listed one after the other (labels offset to match).
 """
 
 import gzip
@@ -126,6 +128,8 @@ def load(spec: str, split: str = "train", limit: int | None = None) -> Dataset:
         dataset = _load_folder(path, split)
     elif path.is_file() and path.suffix.lower() in (".npy", ".npz"):
         dataset = _load_arrays(path, split)
+    elif "+" in spec and not path.exists():
+        dataset = _join(spec, split)
     elif path.exists():
         raise UsageError(f"cannot load '{spec}': use a folder of images or a .npy/.npz file")
     else:
@@ -163,6 +167,22 @@ def _holdout(dataset: Dataset, split: str) -> Dataset:
     n = len(dataset)
     order = np.random.default_rng(0).permutation(n)
     return _select(dataset, np.sort(order[: n // 10] if split == "test" else order[n // 10 :]))
+
+
+def _join(spec: str, split: str) -> Dataset:
+    names = spec.split("+")
+    if "" in names:
+        raise UsageError(f"cannot join '{spec}': name a source on each side of '+'")
+    parts = [load(name, split) for name in names]
+    if len({part.image_shape for part in parts}) > 1:
+        shapes = ", ".join(f"{name} {list(part.image_shape)}" for name, part in zip(names, parts))
+        raise UsageError(f"cannot join '{spec}': its images differ in shape ({shapes})")
+    labels = classes = None
+    if all(part.labels is not None for part in parts):
+        offsets = np.cumsum([0] + [len(part.classes) for part in parts[:-1]])
+        labels = np.concatenate([part.labels + offset for part, offset in zip(parts, offsets)])
+        classes = [c for part in parts for c in part.classes]
+    return Dataset(np.concatenate([part.images for part in parts]), labels, spec, classes)
 
 
 # Named datasets (IDX files) ------------------------------------------------------------------

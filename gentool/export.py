@@ -1,8 +1,9 @@
 """torch -> ONNX, one file per graph role, with gentool metadata and a parity check.
 
-Each graph is exported with a batch of 2 and a dynamic batch axis, checked with `onnx.checker`, then
-run by onnxruntime on a batch of 3 fixed inputs and compared with torch; past the role's tolerance
-the export fails and nothing is written.
+Each graph is exported with a batch of 2 and a dynamic batch axis (and any other dynamic axes it
+names, e.g. a denoiser's height and width), checked with `onnx.checker`, then run by onnxruntime on
+a batch of 3 fixed inputs (other dynamic axes one multiple longer) and compared with torch; past the
+role's tolerance the export fails and nothing is written.
 """
 
 from __future__ import annotations
@@ -57,14 +58,17 @@ def metadata(model, meta: dict, role: str) -> dict[str, str]:
 def _to_onnx(graph, opset: int):
     import onnx
 
-    batch = torch.export.Dim("batch", min=1)
+    dims = {}
+    for axis, multiple in graph.dynamic_axes.items():
+        dim = torch.export.Dim("batch" if axis == 0 else f"axis{axis}", min=1)
+        dims[axis] = dim if multiple == 1 else multiple * dim
     with _quiet():
         program = torch.onnx.export(
             graph.module,
             graph.inputs,
             input_names=graph.input_names,
             output_names=graph.output_names,
-            dynamic_shapes=tuple({0: batch} for _ in graph.inputs),
+            dynamic_shapes=tuple(dict(dims) for _ in graph.inputs),
             opset_version=opset,
             dynamo=True,
             external_data=False,
@@ -75,12 +79,17 @@ def _to_onnx(graph, opset: int):
     return proto
 
 
+def _parity_shape(graph, t: torch.Tensor) -> tuple[int, ...]:
+    """Batch 3, and every other dynamic axis one multiple longer than traced, proving them dynamic."""
+    return (3, *(s + graph.dynamic_axes.get(axis, 0) for axis, s in enumerate(t.shape) if axis > 0))
+
+
 def _max_difference(graph, proto) -> float:
     import onnxruntime
 
     generator = torch.Generator().manual_seed(0)
     inputs = [
-        torch.rand((3, *t.shape[1:]), generator=generator) if t.is_floating_point() else t[:1].repeat(3, *[1] * (t.dim() - 1))
+        torch.rand(_parity_shape(graph, t), generator=generator) if t.is_floating_point() else t[:1].repeat(3, *[1] * (t.dim() - 1))
         for t in graph.inputs
     ]
     with torch.no_grad():

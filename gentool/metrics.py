@@ -69,3 +69,35 @@ def ssim(x, y, data_range: float = 1.0) -> np.ndarray:
         (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
     )
     return ssim_map.mean(axis=(1, 2, 3))
+
+
+def auroc(scores, positive) -> float:
+    """Area under the ROC curve: the probability that a positive scores above a negative, ties
+    counting one half. Computed from ranks (the Mann-Whitney U statistic), tied scores sharing
+    their average rank."""
+    scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if not n_pos or not n_neg:
+        raise UsageError("AUROC needs both positive (anomalous) and negative (normal) examples")
+    order = np.argsort(scores, kind="stable")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)  # 1-based average rank of each tie group
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def nmi(labels_a, labels_b) -> float:
+    """Normalized mutual information of two labelings, I(A; B) / ((H(A) + H(B)) / 2) (the arithmetic
+    mean normalization); 1 when both put everything in one group."""
+    _, a = np.unique(np.asarray(labels_a), return_inverse=True)
+    _, b = np.unique(np.asarray(labels_b), return_inverse=True)
+    joint = np.bincount(a * (b.max() + 1) + b, minlength=(a.max() + 1) * (b.max() + 1)).reshape(a.max() + 1, -1)
+    h_a, h_b = _entropy(joint.sum(1)), _entropy(joint.sum(0))
+    mutual = h_a + h_b - _entropy(joint.ravel())
+    return 1.0 if h_a == h_b == 0 else float(max(mutual, 0.0) / ((h_a + h_b) / 2))

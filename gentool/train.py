@@ -14,7 +14,7 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ class Options:
     limit: int | None = None
     binarize: bool = False
     hparam_args: tuple[str, ...] = ()
+    classes: str | None = None  # e.g. "3" or "3,5": train on these labels only
 
 
 def new_run_dir(model: str, data_name: str, root: Path = Path("runs")) -> Path:
@@ -64,6 +65,39 @@ def batches_of(images_u8: torch.Tensor, batch_size: int, binarize: bool = False)
     for i in range(0, len(images_u8), batch_size):
         x = images_u8[i : i + batch_size].float().div_(255)
         yield torch.bernoulli(x, generator=generator) if binarize else x
+
+
+def class_indices(spec: str, dataset: datasets.Dataset) -> list[int]:
+    """'3' or '3,5' -> sorted label indices; each item is a class name, else a class index."""
+    if dataset.labels is None:
+        raise UsageError(f"--classes needs labelled data; '{dataset.name}' has no labels")
+    names, indices = dataset.classes, set()
+    for item in (s.strip() for s in spec.split(",")):
+        if item in names:
+            indices.add(names.index(item))
+        elif item.isdigit() and int(item) < len(names):
+            indices.add(int(item))
+        else:
+            raise UsageError(
+                f"--classes: '{dataset.name}' has no class '{item}' (use 0..{len(names) - 1} or a name: {', '.join(names)})"
+            )
+    return sorted(indices)
+
+
+def training_set(data: str, limit: int | None, classes: str | list[int] | None):
+    """The training split, keeping only `classes` (a --classes spec or label indices) before `limit`.
+
+    Returns the dataset and the label indices kept (None for all).
+    """
+    dataset = datasets.load(data, "train", None if classes else limit)
+    if not classes:
+        return dataset, None
+    if isinstance(classes, str):
+        classes = class_indices(classes, dataset)
+    keep = np.flatnonzero(np.isin(dataset.labels, classes))[:limit]
+    if not len(keep):
+        raise UsageError(f"'{dataset.name}' has no training examples of the classes {classes}")
+    return replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep]), classes
 
 
 def _float_stats(losses: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -110,7 +144,8 @@ def _setup(opts: Options):
         model, meta = checkpoint.load(run_dir)
         state = checkpoint.load_resume_state(run_dir)
         model.train()
-        return run_dir, model, meta, state, datasets.load(meta["data"], "train", meta["train"]["limit"])
+        train_set, _ = training_set(meta["data"], meta["train"]["limit"], meta["train"].get("classes"))
+        return run_dir, model, meta, state, train_set
     cls = zoo.get(opts.model)
     hparams = {**cls.defaults, **zoo.parse_hparams(cls, list(opts.hparam_args))}
     asked = {"epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr}
@@ -120,11 +155,11 @@ def _setup(opts: Options):
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
     if opts.data is None:
         raise UsageError("--data is required (e.g. --data mnist)")
-    train_set = datasets.load(opts.data, "train", opts.limit)
+    train_set, classes = training_set(opts.data, opts.limit, opts.classes)
     meta = {
         "model": cls.name,
         "hparams": hparams,
-        "train": {**train_cfg, "binarize": opts.binarize, "limit": opts.limit},
+        "train": {**train_cfg, "binarize": opts.binarize, "limit": opts.limit, "classes": classes},
         "image_shape": list(train_set.image_shape),
         "data": opts.data,
         "data_name": train_set.name,
@@ -168,10 +203,14 @@ def write_grids(model, run_dir: Path, epoch: int, test_u8: torch.Tensor, seed: i
     if hasattr(model, "prior_mean"):
         eps = torch.randn(GRID_SIZE, model.prior_mean.numel(), generator=generator, dtype=torch.float64)
         z = model.prior_mean.double() + eps @ torch.linalg.cholesky(model.prior_cov.double()).T
-        x = torch.sigmoid(model.decoder(z.float().to(test_u8.device)))
+        x = model.decode(z.float().to(test_u8.device))
         images.write_image(images.make_grid(x.cpu().numpy(), nrow=8), str(grid_dir / f"samples-{epoch:03d}.png"))
     if hasattr(model, "reconstruct"):
         x = test_u8[:32].float() / 255
+        if hasattr(model, "corrupt"):  # a denoiser: show its corrupted inputs above its outputs
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                x = model.corrupt(x)
         both = torch.cat([x, model.reconstruct(x)]).cpu().numpy()
         images.write_image(images.make_grid(both, nrow=8), str(grid_dir / f"reconstructions-{epoch:03d}.png"))
     model.train()

@@ -100,10 +100,10 @@ def test_train_refuses_bad_options(tmp_path):
 def test_evaluate_reports_the_documented_keys(runs):
     vae = json.loads(gentool("evaluate", runs["vae"], "--json", "--limit", "200", "--iw-samples", "5").stdout)
     assert set(vae) == {"model", "data", "split", "n", "mse", "bce", "psnr_db", "ssim", "neg_elbo_nats", "kl_nats",
-                        "iw_nll_nats", "iw_samples", "active_units"}
+                        "iw_nll_nats", "iw_samples", "active_units", "compression_ratio"}
     assert vae["n"] == 200 and vae["split"] == "test" and vae["iw_nll_nats"] < vae["neg_elbo_nats"] + 5
     ae = json.loads(gentool("evaluate", runs["ae"], "--json", "--limit", "200").stdout)
-    assert set(ae) == {"model", "data", "split", "n", "mse", "bce", "psnr_db", "ssim"}
+    assert set(ae) == {"model", "data", "split", "n", "mse", "bce", "psnr_db", "ssim", "compression_ratio"}
     assert 0 < ae["ssim"] < 1 and ae["psnr_db"] > 5
 
 

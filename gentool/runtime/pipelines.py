@@ -6,10 +6,12 @@ the same images on every provider.
 
 from __future__ import annotations
 
+from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 
+from gentool import metrics
 from gentool.errors import UsageError
 from gentool.runtime.artifact import Artifact
 
@@ -76,3 +78,56 @@ def manifold(artifact: Artifact, size: int, dims: tuple[int, int]) -> np.ndarray
     for k, values in zip(dims, (cols, rows)):
         z[:, k] = mean[k] + np.sqrt(cov[k, k]) * values.ravel()
     return decode(artifact, z)
+
+
+# A dae trained on MNIST + Fashion-MNIST, shipped as package data (the README says how it is built).
+BUNDLED_DENOISER = Path(__file__).resolve().parents[1] / "assets" / "denoiser.onnx"
+
+
+def bundled_denoiser() -> Path:
+    if not BUNDLED_DENOISER.is_file():
+        raise UsageError(f"this gentool has no bundled denoiser ({BUNDLED_DENOISER} is missing): pass --model with a dae run or .onnx")
+    return BUNDLED_DENOISER
+
+
+def denoise(artifact: Artifact, image: np.ndarray) -> np.ndarray:
+    """One (C, H, W) image of any size, denoised; a grayscale model takes each channel on its own.
+
+    Sides are padded by reflection to a multiple of the graph's `gentool.size_multiple` (what its
+    stride-2 layers need) and cropped back.
+    """
+    artifact.require("denoiser", "denoise")
+    c, h, w = image.shape
+    batch = image[:, None] if artifact.image_shape[0] == 1 else image[None]
+    m = int(artifact.meta.get("gentool.size_multiple", 1))
+    padded = np.pad(batch, ((0, 0), (0, 0), (0, -h % m), (0, -w % m)), mode="reflect")
+    return artifact.run("denoiser", padded)["denoised"][:, :, :h, :w].reshape(c, h, w)
+
+
+def anomaly_scores(artifact: Artifact, images: np.ndarray, seed: int | None, samples: int = 1) -> tuple[np.ndarray, str]:
+    """One score per image, higher meaning more anomalous, and the score's kind:
+
+    - `neg_elbo_nats`, for a VAE with a Bernoulli decoder: the Bernoulli NLL of the image under the
+      decoder's output (probabilities clipped to [1e-7, 1 - 1e-7]), averaged over `samples` posterior
+      draws z = mean + exp(logvar / 2) * eps (eps seeded, drawn for the whole batch in input order),
+      plus the closed-form KL(q(z|x) || N(0, I));
+    - `reconstruction_mse` otherwise: the per-image mean squared error between the image and its
+      reconstruction (decoded code or posterior mean), or the denoiser's output for a denoiser alone.
+    """
+    x = np.asarray(images, np.float32)
+    if "denoiser" in artifact.files and not {"encoder", "decoder"} <= artifact.files.keys():
+        (denoised,) = artifact.run("denoiser", x).values()
+        return metrics.mse(x, denoised), "reconstruction_mse"
+    artifact.require("encoder", "score")
+    artifact.require("decoder", "score")
+    encoded = encode(artifact, x)
+    if "logvar" not in encoded or artifact.meta.get("gentool.likelihood") != "bernoulli":
+        return metrics.mse(x, decode(artifact, _code(encoded))), "reconstruction_mse"
+    mean, logvar = encoded["mean"].astype(np.float64), encoded["logvar"].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    nll = sum(
+        metrics.bce_nats(decode(artifact, mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)), x)
+        for _ in range(samples)
+    ) / samples
+    kl = -0.5 * (1 + logvar - mean**2 - np.exp(logvar)).sum(1)
+    return nll + kl, "neg_elbo_nats"

@@ -1,4 +1,10 @@
-"""Undercomplete autoencoder: x -> code -> x, trained on reconstruction error alone."""
+"""Undercomplete autoencoder: x -> code -> x, trained on reconstruction error alone.
+
+`--arch linear` is the linear autoencoder: one dense layer each way and no nonlinearity anywhere,
+not even on the output, trained on the squared error. Its optimum spans the top principal subspace
+of the centered data (Baldi & Hornik 1989), so it is PCA learned by gradient descent.
+`SigmoidCodeAE` is the base of the wide sigmoid-code families (sparse-ae, cae).
+"""
 
 from __future__ import annotations
 
@@ -9,55 +15,54 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
 from gentool.zoo.blocks import encoder_decoder
 
 
-def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, kind: str, log_sigma=None) -> torch.Tensor:
+def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, kind: str, log_sigma=None, output=torch.sigmoid) -> torch.Tensor:
     """Per-example negative log-likelihood (nats) of x under the decoder output, summed over pixels.
 
-    `bernoulli`/`bce`: cross-entropy against sigmoid(logits); `gaussian`: N(x; sigmoid(logits), sigma^2)
+    `bernoulli`/`bce`: cross-entropy against sigmoid(logits); `gaussian`: N(x; output(logits), sigma^2)
     with sigma = exp(log_sigma); `mse`: half the squared error (a unit-variance Gaussian up to a constant).
+    `output` maps decoder outputs to pixel values: the sigmoid, or the identity for a linear decoder.
     """
     if kind in ("bernoulli", "bce"):
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     elif kind == "gaussian":
-        nll = 0.5 * ((x - torch.sigmoid(logits)) / log_sigma.exp()) ** 2 + log_sigma + 0.5 * math.log(2 * math.pi)
+        nll = 0.5 * ((x - output(logits)) / log_sigma.exp()) ** 2 + log_sigma + 0.5 * math.log(2 * math.pi)
     else:
-        nll = 0.5 * (x - torch.sigmoid(logits)) ** 2
+        nll = 0.5 * (x - output(logits)) ** 2
     return nll.flatten(1).sum(1)
-
-
-class SigmoidDecoder(nn.Module):
-    """The exported decoder graph: z -> image in [0, 1]."""
-
-    def __init__(self, decoder: nn.Module):
-        super().__init__()
-        self.decoder = decoder
-
-    def forward(self, z):
-        return torch.sigmoid(self.decoder(z))
 
 
 @register
 class AE(GenerativeModel):
     name = "ae"
     defaults = {"arch": "conv", "latent_dim": 32, "hidden": 400, "loss": "bce"}
-    choices = {"arch": ("conv", "mlp"), "loss": ("bce", "mse")}
+    choices = {"arch": ("conv", "mlp", "linear"), "loss": ("bce", "mse")}
     # Fit a full-covariance Gaussian to the training codes after each epoch so that `sample` works.
     # Families with very wide codes (sparse, overcomplete) turn it off: the matrix would not fit.
     code_prior = True
 
     def __init__(self, image_shape, hparams):
         super().__init__(image_shape, hparams)
+        linear = self.hparams["arch"] == "linear"
+        if linear and self.hparams["loss"] == "bce":
+            raise UsageError("--arch linear needs --loss mse (cross-entropy needs a sigmoid on the output)")
         d = self.hparams["latent_dim"]
-        self.encoder, self.decoder = encoder_decoder(
-            self.hparams["arch"], self.image_shape, self.code_features(), d, self.hparams["hidden"]
-        )
+        self.encoder, self.decoder = self.networks()
+        # Decoder outputs -> pixel values; the linear autoencoder keeps them as they are (no clipping either).
+        self.output = nn.Identity() if linear else nn.Sigmoid()
         if self.code_prior:
             self.register_buffer("prior_mean", torch.zeros(d))
             self.register_buffer("prior_cov", torch.eye(d))
+
+    def networks(self) -> tuple[nn.Module, nn.Module]:
+        """The (encoder, decoder) pair; the decoder emits logits for `self.output`."""
+        h = self.hparams
+        return encoder_decoder(h["arch"], self.image_shape, self.code_features(), h["latent_dim"], h["hidden"])
 
     def code_features(self) -> int:
         return self.hparams["latent_dim"]
@@ -65,14 +70,21 @@ class AE(GenerativeModel):
     def encode(self, x):
         return self.encoder(x)
 
+    def decode(self, z):
+        """Codes -> images; the exported decoder graph computes the same."""
+        return self.output(self.decoder(z))
+
     def posterior_mean(self, x):
         return self.encode(x)
 
     def reconstruct(self, x):
-        return torch.sigmoid(self.decoder(self.posterior_mean(x)))
+        return self.decode(self.posterior_mean(x))
+
+    def nll(self, logits, x):
+        return reconstruction_nll(logits, x, self.hparams["loss"], output=self.output)
 
     def losses(self, x, y=None):
-        rec = reconstruction_nll(self.decoder(self.encode(x)), x, self.hparams["loss"]).mean()
+        rec = self.nll(self.decoder(self.encode(x)), x).mean()
         return {"loss": rec, "reconstruction": rec}
 
     @torch.no_grad()
@@ -88,7 +100,7 @@ class AE(GenerativeModel):
         z = torch.randn(batch, self.hparams["latent_dim"])
         return {
             "encoder": Graph(self.encoder, (x,), ["x"], ["code"]),
-            "decoder": Graph(SigmoidDecoder(self.decoder), (z,), ["z"], ["x"]),
+            "decoder": Graph(nn.Sequential(self.decoder, self.output), (z,), ["z"], ["x"]),
         }
 
     def graph_metadata(self):
@@ -96,3 +108,23 @@ class AE(GenerativeModel):
         if self.code_prior:
             meta["prior"] = json.dumps({"mean": self.prior_mean.tolist(), "cov": self.prior_cov.tolist()})
         return meta
+
+
+class SigmoidCodeAE(AE):
+    """Base of the families whose code is a wide layer of sigmoid activations in (0, 1).
+
+    `--arch mlp` is the classic one-hidden-layer network: the code is h = sigmoid(Wx + b) and the
+    decoder is one dense layer back (`--hidden` only sizes the conv networks' dense layer);
+    `--arch conv` puts the sigmoid on the conv encoder's output. The default code (1024 units) is
+    wider than a 28x28 image, too wide for a fitted Gaussian prior, so these models do not `sample`.
+    """
+
+    defaults = {"arch": "mlp", "latent_dim": 1024, "hidden": 400, "loss": "bce"}
+    choices = {"arch": ("mlp", "conv"), "loss": ("bce", "mse")}
+    code_prior = False
+
+    def networks(self):
+        h = self.hparams
+        arch = "linear" if h["arch"] == "mlp" else h["arch"]
+        encoder, decoder = encoder_decoder(arch, self.image_shape, self.code_features(), h["latent_dim"], h["hidden"])
+        return nn.Sequential(encoder, nn.Sigmoid()), decoder

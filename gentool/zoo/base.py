@@ -7,13 +7,16 @@ A family is a plain `nn.Module` subclass of `GenerativeModel` that declares
 - `losses(x, y)`: named per-example-mean losses for a batch, `loss` being the one optimised;
 - `graphs()`: the deterministic graphs it exports, by role (see DESIGN.md);
 - optional capabilities that evaluation looks for: `reconstruct`, `elbo_terms`, `iw_nll`,
-  `posterior_mean`, and `fit_prior` (called once after training with batches of training data).
+  `posterior_mean`, `code_activations(x)` (code units in (0, 1), (N, units): sparsity metrics),
+  `jacobian_fro(x)` (per-image exact norm of the encoder's Jacobian), and `fit_prior` (called once
+  after training with batches of training data); `decode(z)` (codes -> images) draws the loop's
+  sample grids when the model has a fitted prior.
 A family with several optimizers overrides `configure_optimizers` and `train_step`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,13 +24,18 @@ from torch import nn
 
 @dataclass
 class Graph:
-    """One exported role: the module to trace, example inputs, and the ONNX input/output names."""
+    """One exported role: the module to trace, example inputs, and the ONNX input/output names.
+
+    `dynamic_axes` maps each dynamic axis of the inputs to the multiple its size must be (1: any);
+    by default only the batch axis is dynamic.
+    """
 
     module: nn.Module
     inputs: tuple[torch.Tensor, ...]
     input_names: list[str]
     output_names: list[str]
     tolerance: float = 1e-4
+    dynamic_axes: dict[int, int] = field(default_factory=lambda: {0: 1})
 
 
 class GenerativeModel(nn.Module):

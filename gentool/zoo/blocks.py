@@ -1,4 +1,4 @@
-"""Network pieces shared by the model families: MLP and conv encoder/decoder stacks."""
+"""Network pieces shared by the model families: linear, MLP and conv encoder/decoder stacks."""
 
 from __future__ import annotations
 
@@ -102,8 +102,17 @@ class MLPDecoder(nn.Module):
         return self.net(z).unflatten(1, self.image_shape)
 
 
+def linear_encoder_decoder(image_shape, code_features: int, latent_dim: int):
+    """One dense layer each way, x (N,C,H,W) -> code -> (N,C,H,W), with no nonlinearity."""
+    pixels = math.prod(image_shape)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(pixels, code_features))
+    return encoder, nn.Sequential(nn.Linear(latent_dim, pixels), nn.Unflatten(1, tuple(image_shape)))
+
+
 def encoder_decoder(arch: str, image_shape, code_features: int, latent_dim: int, hidden: int):
     """The (encoder, decoder) pair for an architecture name; the encoder emits `code_features`."""
+    if arch == "linear":
+        return linear_encoder_decoder(image_shape, code_features, latent_dim)
     if arch == "conv":
         return ConvEncoder(image_shape, code_features, hidden=hidden), ConvDecoder(image_shape, latent_dim, hidden=hidden)
     if arch == "mlp":

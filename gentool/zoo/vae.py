@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gentool.zoo import register
-from gentool.zoo.ae import AE, SigmoidDecoder, reconstruction_nll
+from gentool.zoo.ae import AE, reconstruction_nll
 from gentool.zoo.base import Graph
 
 
@@ -84,6 +84,10 @@ class VAE(AE):
 
     def fit_prior(self, batches) -> None:
         """The prior is N(0, I) by construction; nothing to fit."""
+
+    def graph_metadata(self):
+        """Also the decoder likelihood: `gentool score` computes the -ELBO only for a Bernoulli one."""
+        return {**super().graph_metadata(), "likelihood": self.hparams["likelihood"]}
 
     def graphs(self, batch=2):
         graphs = super().graphs(batch)

@@ -1,0 +1,53 @@
+"""Sparse autoencoder: an overcomplete sigmoid code kept mostly near zero by a penalty.
+
+A code wider than the input could learn the identity; the penalty makes each image use few units.
+`--sparsity l1`: lambda * sum_j |h_j| per image. `--sparsity kl` (the default): each unit's mean
+activation over the batch, rho_hat_j, is pulled to `--rho` with lambda * sum_j KL(rho || rho_hat_j),
+the KL between Bernoulli(rho) and Bernoulli(rho_hat_j). `--sparsity none` is the plain wide autoencoder.
+The KL term belongs to the batch, not to single images: its value depends on the batch size.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gentool.errors import UsageError
+from gentool.zoo import register
+from gentool.zoo.ae import SigmoidCodeAE
+
+
+def bernoulli_kl(rho: float, q: torch.Tensor) -> torch.Tensor:
+    """KL(Bernoulli(rho) || Bernoulli(q)) = rho log(rho/q) + (1-rho) log((1-rho)/(1-q)), elementwise."""
+    return rho * torch.log(rho / q) + (1 - rho) * torch.log((1 - rho) / (1 - q))
+
+
+def sparsity_penalty(code: torch.Tensor, kind: str, rho: float) -> torch.Tensor:
+    """The batch's penalty for codes h in (0, 1), shaped (N, units)."""
+    if kind == "l1":
+        return code.sum(1).mean()  # h > 0, so |h| = h
+    if kind == "kl":
+        # sigmoid can underflow to exactly 0 or 1 in float32, where the KL is infinite
+        return bernoulli_kl(rho, code.mean(0).clamp(1e-6, 1 - 1e-6)).sum()
+    return code.new_zeros(())
+
+
+@register
+class SparseAE(SigmoidCodeAE):
+    name = "sparse-ae"
+    defaults = {**SigmoidCodeAE.defaults, "sparsity": "kl", "sparsity_weight": 3.0, "rho": 0.05}
+    choices = {**SigmoidCodeAE.choices, "sparsity": ("kl", "l1", "none")}
+
+    def __init__(self, image_shape, hparams):
+        super().__init__(image_shape, hparams)
+        if not 0 < self.hparams["rho"] < 1:
+            raise UsageError(f"--rho must be in (0, 1), got {self.hparams['rho']}")
+
+    def code_activations(self, x):
+        """The code units' activations in (0, 1), (N, units): evaluation reports how sparse they are."""
+        return self.encode(x)
+
+    def losses(self, x, y=None):
+        code = self.encode(x)
+        rec = self.nll(self.decoder(code), x).mean()
+        penalty = sparsity_penalty(code, self.hparams["sparsity"], self.hparams["rho"])
+        return {"loss": rec + self.hparams["sparsity_weight"] * penalty, "reconstruction": rec, "sparsity": penalty}
