@@ -93,7 +93,11 @@ class AE(GenerativeModel):
             return
         codes = torch.cat([self.posterior_mean(x) for x in batches]).double()
         self.prior_mean.copy_(codes.mean(0))
-        self.prior_cov.copy_(torch.cov(codes.T).reshape_as(self.prior_cov))
+        cov = torch.cov(codes.T).reshape_as(self.prior_cov)
+        # A ridge keeps the covariance positive-definite (so it has a Cholesky factor) when there are
+        # fewer training codes than dimensions.
+        ridge = 1e-6 * (cov.diagonal().mean() + 1e-6)
+        self.prior_cov.copy_(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
 
     def graphs(self, batch=2):
         x = torch.rand(batch, *self.image_shape)
