@@ -153,3 +153,9 @@ def test_joined_datasets():
     assert joined.labels[:10000].max() == 9 and joined.labels[10000:].min() == 10
     with pytest.raises(UsageError, match="name a source on each side"):
         data.load("mnist+")
+
+
+def test_bundled_denoiser(noisy_digit):
+    clean, path = noisy_digit
+    denoised = png(gentool("denoise", path, torch_free=True).stdout)
+    assert psnr(clean, denoised) > psnr(clean, png(path.read_bytes())) + 5
