@@ -90,7 +90,7 @@ def _positive(name: str, value: int) -> None:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Argument(help="Model family: ae, vae (see `gentool models`).")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="Model family (`gentool models` lists them).")] = None,
     data: Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, a folder of images, or a .npy/.npz file.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (model default when omitted).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (model default when omitted).")] = None,
@@ -98,9 +98,9 @@ def train(
     latent_dim: Annotated[Optional[int], typer.Option(help="Latent size (model default when omitted).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<model>-<data>).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<model>-<data>).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a run directory where it stopped.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Train on the first N examples only.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Train on the first N examples only (and take the per-epoch test loss on the first N test images).")] = None,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarized pixels (NLLs comparable with binarized-MNIST tables).")] = False,
     classes: Annotated[Optional[str], typer.Option(help="Train on these classes only (names or indices, e.g. 3 or 3,5); the others are anomalies for `evaluate --anomaly`.")] = None,
 ) -> None:
@@ -322,18 +322,23 @@ def interpolate(
 def manifold(
     artifact: ArtifactArg,
     size: Annotated[int, typer.Option(help="Grid side (size x size images).")] = 20,
-    dims: Annotated[str, typer.Option(help="The two latent dimensions to sweep, 'I,J'.")] = "0,1",
+    dims: Annotated[Optional[str], typer.Option(help="The two latent dimensions to sweep, 'I,J' (default: a VAE's two most active, else 0,1).")] = None,
     out: OutOpt = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
     """The learned-manifold picture: decoded prior quantiles over two latent dimensions."""
     from gentool.runtime import pipelines
 
-    try:
-        i, j = (int(d) for d in dims.split(","))
-    except ValueError:
-        raise UsageError(f"--dims takes two integers 'I,J', got '{dims}'") from None
-    _write(pipelines.manifold(_artifact(artifact, device), size, (i, j)), out, nrow=size)
+    art = _artifact(artifact, device)
+    if dims is None:
+        pair = pipelines.most_active_dims(art)
+        _err(f"manifold: dims {pair[0]},{pair[1]}")
+    else:
+        try:
+            pair = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise UsageError(f"--dims takes two integers 'I,J', got '{dims}'") from None
+    _write(pipelines.manifold(art, size, pair), out, nrow=size)
 
 
 @app.command()
@@ -375,6 +380,27 @@ def denoise(
     for note in notes:
         _err(f"note: {note}")
     _write(pipelines.denoise(art, x)[None], out)
+
+
+@app.command()
+def upscale(
+    image: Annotated[str, typer.Argument(metavar="IN", help="A PNG/JPEG image of any size (a path, or '-' for stdin).")],
+    factor: Annotated[Optional[int], typer.Option(help="Scale factor (default: the model's own; the bundled model does 2).")] = None,
+    out: OutOpt = None,
+    model: Annotated[Optional[str], typer.Option(help="An sr artifact: run or export directory, .onnx, or model name (default: the bundled upscaler).")] = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Enlarge an image of any size with a super-resolution model; a grayscale model (like the bundled
+    one) upscales each channel of a colour image as a grayscale image."""
+    from gentool import images
+    from gentool.runtime import pipelines
+
+    art = _artifact(model or str(pipelines.bundled_upscaler(factor or 2)), device)
+    art.require("upscaler", "upscale")
+    x, notes = images.read_image(image, None if art.image_shape[0] == 1 else art.image_shape[0])
+    for note in notes:
+        _err(f"note: {note}")
+    _write(pipelines.upscale(art, x, factor)[None], out)
 
 
 def main() -> None:

@@ -14,6 +14,9 @@ A model with `corrupt(x, level)` (a denoiser) is fed the split corrupted by its 
 `noise_level` (default: the model's `noise_level`), drawn after seeding with `seed`; it adds
 `noisy_psnr_db` (corrupted vs clean) and `noise_level`, and the reconstruction metrics compare its
 output with the clean images.
+A model with `bicubic(x)` (super-resolution) reconstructs each image from its shrunk version; it
+adds `bicubic_psnr_db` and `bicubic_ssim` (bicubic upscaling of the same shrunk images), the
+difference `psnr_gain_db` and its `factor`.
 Models with codes (`posterior_mean`) add `compression_ratio`: the bytes of an image as uint8
 (C * H * W) over the bytes of its code stored as a float32 `.npy` payload (4 per code value).
 With `--binarize` checkpoints, the test split is binarized once with a fixed seed.
@@ -70,6 +73,10 @@ def evaluate(path: Path, data: str | None = None, split: str = "test", iw_sample
             add("bce", metrics.bce_nats(b, a))
             add("psnr_db", metrics.psnr_db(a, b))
             add("ssim", metrics.ssim(a, b))
+        if hasattr(model, "bicubic"):
+            b = model.bicubic(x).cpu().numpy()
+            add("bicubic_psnr_db", metrics.psnr_db(a, b))
+            add("bicubic_ssim", metrics.ssim(a, b))
         if hasattr(model, "elbo_terms"):
             terms = model.elbo_terms(x)
             add("neg_elbo_nats", terms["neg_elbo"].cpu().numpy())
@@ -94,6 +101,9 @@ def evaluate(path: Path, data: str | None = None, split: str = "test", iw_sample
         result["compression_ratio"] = int(np.prod(dataset.image_shape)) / (4 * code_size)
     if "iw_nll_nats" in result:
         result["iw_samples"] = iw_samples
+    if "bicubic_psnr_db" in result:
+        result["psnr_gain_db"] = result["psnr_db"] - result["bicubic_psnr_db"]
+        result["factor"] = model.factor
     if "noisy_psnr_db" in result:
         result["noise_level"] = model.noise_level if noise_level is None else noise_level
     return result

@@ -264,7 +264,7 @@ def run(opts: Options) -> Path:
     meta["train"]["epochs"] = epochs
     bs, seed, binarize = cfg["batch_size"], meta["seed"], cfg["binarize"]
 
-    test_set = datasets.load(meta["data"], "test")
+    test_set = datasets.load(meta["data"], "test", cfg["limit"])
     if list(train_set.image_shape) != meta["image_shape"]:
         raise UsageError(f"data '{meta['data']}' no longer has the image shape {meta['image_shape']} of this run")
     train_u8 = torch.from_numpy(train_set.images).to(device)

@@ -96,7 +96,8 @@ class Artifact:
 
     def require(self, role: str, verb: str) -> None:
         if role not in self.files:
-            raise UsageError(f"'{verb}' needs a {role} graph; this {self.model} artifact has {', '.join(self.roles)}")
+            article = "an" if role[0] in "aeiou" else "a"
+            raise UsageError(f"'{verb}' needs {article} {role} graph; this {self.model} artifact has {', '.join(self.roles)}")
 
     def session(self, role: str):
         if role not in self._sessions:

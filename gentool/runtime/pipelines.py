@@ -6,6 +6,7 @@ the same images on every provider.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from statistics import NormalDist
 
@@ -62,6 +63,15 @@ def codes_of(artifact: Artifact, images: np.ndarray) -> np.ndarray:
     return _code(encode(artifact, images))
 
 
+def most_active_dims(artifact: Artifact) -> tuple[int, int]:
+    """The two latent dimensions whose posterior means vary most over the training images (a VAE's
+    `gentool.activity`), most active first; 0 and 1 for a model that does not record it."""
+    if "gentool.activity" not in artifact.meta:
+        return 0, 1
+    first, second = np.argsort(-np.asarray(json.loads(artifact.meta["gentool.activity"])), kind="stable")[:2]
+    return int(first), int(second)
+
+
 def manifold(artifact: Artifact, size: int, dims: tuple[int, int]) -> np.ndarray:
     """Kingma & Welling's Figure 4: a size x size grid of evenly spaced points of the unit square,
     mapped through the prior's inverse CDF along two latent dimensions (the others at the prior mean)
@@ -90,18 +100,45 @@ def bundled_denoiser() -> Path:
     return BUNDLED_DENOISER
 
 
-def denoise(artifact: Artifact, image: np.ndarray) -> np.ndarray:
-    """One (C, H, W) image of any size, denoised; a grayscale model takes each channel on its own.
+def _image_to_image(artifact: Artifact, role: str, image: np.ndarray, factor: int = 1) -> np.ndarray:
+    """One (C, H, W) image of any size through a fully convolutional graph that scales sides by `factor`.
 
-    Sides are padded by reflection to a multiple of the graph's `gentool.size_multiple` (what its
-    stride-2 layers need) and cropped back.
+    A grayscale model takes each channel on its own. Sides are padded by reflection to a multiple of
+    the graph's `gentool.size_multiple` (what its stride-2 layers need) and the output cropped back.
     """
-    artifact.require("denoiser", "denoise")
     c, h, w = image.shape
     batch = image[:, None] if artifact.image_shape[0] == 1 else image[None]
     m = int(artifact.meta.get("gentool.size_multiple", 1))
     padded = np.pad(batch, ((0, 0), (0, 0), (0, -h % m), (0, -w % m)), mode="reflect")
-    return artifact.run("denoiser", padded)["denoised"][:, :, :h, :w].reshape(c, h, w)
+    (out,) = artifact.run(role, padded).values()
+    return out[:, :, : h * factor, : w * factor].reshape(c, h * factor, w * factor)
+
+
+def denoise(artifact: Artifact, image: np.ndarray) -> np.ndarray:
+    """One (C, H, W) image of any size, denoised."""
+    artifact.require("denoiser", "denoise")
+    return _image_to_image(artifact, "denoiser", image)
+
+
+# Super-resolution models trained on MNIST + Fashion-MNIST, by factor (the README says how they are built).
+BUNDLED_UPSCALERS = {2: BUNDLED_DENOISER.with_name("upscaler-x2.onnx")}
+
+
+def bundled_upscaler(factor: int) -> Path:
+    path = BUNDLED_UPSCALERS.get(factor)
+    if path is None or not path.is_file():
+        have = ", ".join(str(f) for f, p in BUNDLED_UPSCALERS.items() if p.is_file()) or "none"
+        raise UsageError(f"this gentool has no bundled upscaler for --factor {factor} (bundled: {have}): pass --model with an sr run or .onnx")
+    return path
+
+
+def upscale(artifact: Artifact, image: np.ndarray, factor: int | None = None) -> np.ndarray:
+    """One (C, H, W) image of any size, `factor` times larger (the model's own factor; another is an error)."""
+    artifact.require("upscaler", "upscale")
+    own = int(artifact.meta["gentool.factor"])
+    if factor not in (None, own):
+        raise UsageError(f"this sr model upscales by {own}, not {factor}: train one with `gentool train sr --factor {factor}`")
+    return _image_to_image(artifact, "upscaler", image, own)
 
 
 def anomaly_scores(artifact: Artifact, images: np.ndarray, seed: int | None, samples: int = 1) -> tuple[np.ndarray, str]:

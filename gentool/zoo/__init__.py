@@ -10,7 +10,7 @@ import importlib
 
 from gentool.errors import UsageError
 
-_MODULES = ["gentool.zoo.ae", "gentool.zoo.vae", "gentool.zoo.sparse_ae", "gentool.zoo.cae", "gentool.zoo.dae"]
+_MODULES = ["gentool.zoo.ae", "gentool.zoo.vae", "gentool.zoo.sparse_ae", "gentool.zoo.cae", "gentool.zoo.dae", "gentool.zoo.sr"]
 _REGISTRY: dict[str, type] = {}
 
 

@@ -1,9 +1,11 @@
-"""Network pieces shared by the model families: linear, MLP and conv encoder/decoder stacks."""
+"""Network pieces shared by the model families: linear, MLP and conv encoder/decoder stacks, and the
+image-to-image U-Net of the denoising and super-resolution families."""
 
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from gentool.errors import UsageError
@@ -118,3 +120,52 @@ def encoder_decoder(arch: str, image_shape, code_features: int, latent_dim: int,
     if arch == "mlp":
         return MLPEncoder(image_shape, code_features, hidden), MLPDecoder(image_shape, latent_dim, hidden)
     raise UsageError(f"unknown architecture '{arch}'")
+
+
+# The U-Net halves the sides twice, so its images have sides that are multiples of 4.
+SIZE_MULTIPLE = 4
+MSE_FLOOR = 1e-5
+
+
+def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU())
+
+
+class UNet(nn.Module):
+    """x (N,C,H,W), H and W multiples of 4 -> x + correction (not clamped).
+
+    3x3 convs at full, half and quarter resolution (widths w, 2w, 4w; stride-2 convs down, 2x2
+    transposed convs up), the encoder's features added to the decoder's at each scale.
+    """
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        w = width
+        self.level0 = nn.Sequential(_conv(channels, w), _conv(w, w))
+        self.level1 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
+        self.level2 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
+        self.up1 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
+        self.mix1 = _conv(2 * w, 2 * w)
+        self.up0 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
+        self.mix0 = nn.Sequential(_conv(w, w), nn.Conv2d(w, channels, 1))
+
+    def forward(self, x):
+        f0 = self.level0(x)
+        f1 = self.level1(f0)
+        h = self.mix1(self.up1(self.level2(f1)) + f1)
+        return x + self.mix0(self.up0(h) + f0)
+
+
+def check_width(width: int) -> None:
+    if width < 1:
+        raise UsageError(f"--width must be at least 1, got {width}")
+
+
+def neg_psnr(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Minus the per-image PSNR (dB, range 1) averaged over the batch: the metric `evaluate` reports.
+
+    Unlike a plain MSE, it weighs every image alike, so easy images (weak noise, flat regions) are
+    not drowned out by the hard ones.
+    """
+    mse = ((output - target) ** 2).flatten(1).mean(1)
+    return (10 * torch.log10(mse + MSE_FLOOR)).mean()

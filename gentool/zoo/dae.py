@@ -31,9 +31,7 @@ from torch import nn
 from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
-
-SIZE_MULTIPLE = 4
-MSE_FLOOR = 1e-5
+from gentool.zoo.blocks import SIZE_MULTIPLE, UNet, check_width, neg_psnr
 
 
 def corrupt(x: torch.Tensor, noise: str, level) -> torch.Tensor:
@@ -48,31 +46,6 @@ def corrupt(x: torch.Tensor, noise: str, level) -> torch.Tensor:
     if noise == "mask":
         return x.masked_fill(hit, 0.0)
     return torch.where(hit, (torch.rand_like(x) < 0.5).to(x.dtype), x)
-
-
-def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU())
-
-
-class UNet(nn.Module):
-    """noisy (N,C,H,W), H and W multiples of 4 -> noisy + correction (not clamped)."""
-
-    def __init__(self, channels: int, width: int):
-        super().__init__()
-        w = width
-        self.level0 = nn.Sequential(_conv(channels, w), _conv(w, w))
-        self.level1 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
-        self.level2 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
-        self.up1 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
-        self.mix1 = _conv(2 * w, 2 * w)
-        self.up0 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
-        self.mix0 = nn.Sequential(_conv(w, w), nn.Conv2d(w, channels, 1))
-
-    def forward(self, x):
-        f0 = self.level0(x)
-        f1 = self.level1(f0)
-        h = self.mix1(self.up1(self.level2(f1)) + f1)
-        return x + self.mix0(self.up0(h) + f0)
 
 
 class ClampedDenoiser(nn.Module):
@@ -99,8 +72,7 @@ class DAE(GenerativeModel):
             raise UsageError(f"dae trains on image sides divisible by {SIZE_MULTIPLE} (got {h}x{w})")
         if not 0 < self.noise_level <= 1:
             raise UsageError(f"--noise-level must be in (0, 1], got {self.noise_level}")
-        if self.hparams["width"] < 1:
-            raise UsageError(f"--width must be at least 1, got {self.hparams['width']}")
+        check_width(self.hparams["width"])
         self.net = UNet(self.image_shape[0], self.hparams["width"])
 
     @property
@@ -118,8 +90,7 @@ class DAE(GenerativeModel):
         level = self.noise_level
         if self.hparams["blind"]:
             level = level * torch.rand(len(x), 1, 1, 1, device=x.device)
-        mse = ((self.net(corrupt(x, self.hparams["noise"], level)) - x) ** 2).flatten(1).mean(1)
-        return {"loss": (10 * torch.log10(mse + MSE_FLOOR)).mean()}
+        return {"loss": neg_psnr(self.net(corrupt(x, self.hparams["noise"], level)), x)}
 
     def graphs(self, batch=2):
         x = torch.rand(batch, *self.image_shape)

@@ -1,0 +1,91 @@
+"""Super-resolution autoencoder: a low-resolution image -> the image `--factor` times larger.
+
+The exported `upscaler` graph upsamples its input with bicubic interpolation (ONNX Resize, cubic,
+a = -0.75, half-pixel centres: what torch's `interpolate(mode="bicubic")` does) and adds the
+correction of the same U-Net the denoiser uses (VDSR's global residual: the network only has to
+restore the detail bicubic blurs away). Being fully convolutional it upscales images of any size.
+
+Training pairs are made from the training images themselves: the low-resolution input is the image
+shrunk by antialiased bicubic resampling (what PIL's `resize(..., BICUBIC)` does) and rounded to
+8-bit levels like a PNG, the target is the image. The loss is minus the per-image PSNR.
+`evaluate` reports the PSNR/SSIM of the upscaled test split and of plain bicubic upscaling of the
+same low-resolution images (`bicubic_psnr_db`, `bicubic_ssim`) and their difference, `psnr_gain_db`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gentool.errors import UsageError
+from gentool.zoo import register
+from gentool.zoo.base import GenerativeModel, Graph
+from gentool.zoo.blocks import SIZE_MULTIPLE, UNet, check_width, neg_psnr
+
+
+def bicubic_upscale(x: torch.Tensor, factor: int) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=factor, mode="bicubic", align_corners=False)
+
+
+class Upscaler(nn.Module):
+    """The exported graph: low-resolution image in [0, 1] -> upscaled image in [0, 1]."""
+
+    def __init__(self, net: nn.Module, factor: int):
+        super().__init__()
+        self.net, self.factor = net, factor
+
+    def forward(self, x):
+        return self.net(bicubic_upscale(x, self.factor)).clamp(0, 1)
+
+
+@register
+class SR(GenerativeModel):
+    name = "sr"
+    defaults = {"factor": 2, "width": 8}
+    choices = {"factor": (2, 4)}
+
+    def __init__(self, image_shape, hparams):
+        super().__init__(image_shape, hparams)
+        _, h, w = self.image_shape
+        multiple = math.lcm(SIZE_MULTIPLE, self.factor)
+        if h % multiple or w % multiple:
+            raise UsageError(f"sr --factor {self.factor} trains on image sides divisible by {multiple} (got {h}x{w})")
+        check_width(self.hparams["width"])
+        self.upscaler = Upscaler(UNet(self.image_shape[0], self.hparams["width"]), self.factor)
+
+    @property
+    def factor(self) -> int:
+        return self.hparams["factor"]
+
+    @property
+    def input_multiple(self) -> int:
+        """Low-resolution sides must be multiples of this for the U-Net to see multiples of 4."""
+        return SIZE_MULTIPLE // math.gcd(SIZE_MULTIPLE, self.factor)
+
+    def shrink(self, x):
+        """The low-resolution version of x: antialiased bicubic, clamped and rounded to 8 bits."""
+        _, _, h, w = x.shape
+        small = F.interpolate(x, size=(h // self.factor, w // self.factor), mode="bicubic", antialias=True)
+        return (small.clamp(0, 1) * 255).round() / 255
+
+    def reconstruct(self, x):
+        return self.upscaler(self.shrink(x))
+
+    def bicubic(self, x):
+        """The baseline evaluate compares with: plain bicubic upscaling of the same shrunk x."""
+        return bicubic_upscale(self.shrink(x), self.factor).clamp(0, 1)
+
+    def losses(self, x, y=None):
+        return {"loss": neg_psnr(self.upscaler.net(bicubic_upscale(self.shrink(x), self.factor)), x)}
+
+    def graphs(self, batch=2):
+        _, h, w = self.image_shape
+        x = torch.rand(batch, self.image_shape[0], h // self.factor, w // self.factor)
+        m = self.input_multiple
+        return {"upscaler": Graph(self.upscaler, (x,), ["x"], ["upscaled"], dynamic_axes={0: 1, 2: m, 3: m})}
+
+    def graph_metadata(self):
+        return {"factor": str(self.factor), "size_multiple": str(self.input_multiple)}
