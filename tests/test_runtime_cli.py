@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import onnxruntime
 import pytest
 from PIL import Image
 
@@ -77,6 +78,16 @@ def test_interpolate_between_images_and_seeds(runs, digits):
 def test_manifold_grid(runs):
     grid = gentool("manifold", runs["vae"], "--size", "5", "--dims", "3,7", torch_free=True).stdout
     assert png_size(grid) == (5 * 28 + 6 * 2,) * 2
+
+
+def test_manifold_sweeps_the_most_active_dims_by_default(runs):
+    session = onnxruntime.InferenceSession(str(runs["vae"] / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    activity = np.array(json.loads(session.get_modelmeta().custom_metadata_map["gentool.activity"]))
+    assert activity.shape == (20,) and activity.min() >= 0 and activity.max() > 0
+    first, second = np.argsort(-activity)[:2]
+    proc = gentool("manifold", runs["vae"], "--size", "3", torch_free=True)
+    assert f"dims {first},{second}" in proc.stderr
+    assert proc.stdout == gentool("manifold", runs["vae"], "--size", "3", "--dims", f"{first},{second}", torch_free=True).stdout
 
 
 def test_export_dir_single_onnx_and_bare_name(runs, digits, tmp_path):

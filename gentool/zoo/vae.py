@@ -6,6 +6,7 @@ Loss = reconstruction NLL + beta * KL(q(z|x) || N(0, I)), the KL in closed form:
 
 from __future__ import annotations
 
+import json
 import math
 
 import torch
@@ -46,6 +47,9 @@ class VAE(AE):
         super().__init__(image_shape, hparams)
         # Learned decoder noise scale for the Gaussian likelihood (one scalar for all pixels).
         self.log_sigma = nn.Parameter(torch.zeros(())) if self.hparams["likelihood"] == "gaussian" else None
+        # Per latent dimension, the variance of the posterior means over training images (Burda et
+        # al.'s activity): `manifold` sweeps the two most active dimensions by default.
+        self.register_buffer("activity", torch.zeros(self.hparams["latent_dim"]))
 
     def code_features(self):
         return 2 * self.hparams["latent_dim"]
@@ -82,12 +86,16 @@ class VAE(AE):
             log_w.append(-self.nll(self.decoder(z), x) + log_pz - log_normal(z, mean, logvar))
         return -(torch.logsumexp(torch.stack(log_w, 1), 1) - math.log(samples))
 
+    @torch.no_grad()
     def fit_prior(self, batches) -> None:
-        """The prior is N(0, I) by construction; nothing to fit."""
+        """The prior is N(0, I) by construction; only the dimensions' activity is measured."""
+        self.activity.copy_(torch.cat([self.posterior_mean(x) for x in batches]).var(0))
 
     def graph_metadata(self):
-        """Also the decoder likelihood: `gentool score` computes the -ELBO only for a Bernoulli one."""
-        return {**super().graph_metadata(), "likelihood": self.hparams["likelihood"]}
+        """Also the decoder likelihood (`gentool score` computes the -ELBO only for a Bernoulli one)
+        and the dimensions' activity."""
+        return {**super().graph_metadata(), "likelihood": self.hparams["likelihood"],
+                "activity": json.dumps([round(v, 6) for v in self.activity.tolist()])}
 
     def graphs(self, batch=2):
         graphs = super().graphs(batch)
