@@ -95,6 +95,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (model default when omitted).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (model default when omitted).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (model default when omitted).")] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(help="constant, or cosine (annealed to 0 over the run) (model default when omitted).")] = None,
     latent_dim: Annotated[Optional[int], typer.Option(help="Latent size (model default when omitted).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
@@ -117,7 +118,7 @@ def train(
         raise UsageError("--resume continues a run with its own settings; only --epochs and --device may be given")
     run_dir = training.run(
         training.Options(
-            model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+            model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
             device=device.value, out=out, resume=resume, limit=limit, binarize=binarize, hparam_args=tuple(extra),
             classes=classes,
         )

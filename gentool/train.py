@@ -36,6 +36,7 @@ class Options:
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    lr_schedule: str | None = None
     seed: int = 0
     device: str = "auto"
     out: Path | None = None
@@ -53,6 +54,18 @@ def new_run_dir(model: str, data_name: str, root: Path = Path("runs")) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def anneal(optimizers: dict, done: int, total: int) -> None:
+    """Cosine annealing: each parameter group's rate for the step after `done` of `total` steps is its
+    initial rate (kept in the group, so it survives a resume) times (1 + cos(pi * done / total)) / 2."""
+    factor = 0.5 * (1 + math.cos(math.pi * done / total))
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * factor
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -153,6 +166,9 @@ def _setup(opts: Options):
     for key, value in train_cfg.items():
         if value <= 0:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    train_cfg["lr_schedule"] = opts.lr_schedule or cls.train_defaults["lr_schedule"]
+    if train_cfg["lr_schedule"] not in LR_SCHEDULES:
+        raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{train_cfg['lr_schedule']}'")
     if opts.data is None:
         raise UsageError("--data is required (e.g. --data mnist)")
     train_set, classes = training_set(opts.data, opts.limit, opts.classes)
@@ -311,6 +327,8 @@ def run(opts: Options) -> Path:
                     torch.cuda.set_rng_state_all(state["cuda_rng"])
             while step < steps:
                 idx = perm[step * bs : (step + 1) * bs]
+                if cfg.get("lr_schedule") == "cosine":
+                    anneal(optimizers, epoch * steps + step, epochs * steps)
                 x = train_u8[idx].float().div_(255)
                 if binarize:
                     x = torch.bernoulli(x)

@@ -58,8 +58,9 @@ def test_resume_continues_to_the_same_weights(tmp_path):
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
-    straight = training.run(tiny(tmp_path, "straight"))
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch, schedule):
+    straight = training.run(tiny(tmp_path, "straight", lr_schedule=schedule))
     from gentool.zoo.vae import VAE
 
     original, calls = VAE.train_step, []
@@ -72,12 +73,23 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(VAE, "train_step", interrupt_at_step_5)
     with pytest.raises(SystemExit) as stop:
-        training.run(tiny(tmp_path, "interrupted"))
+        training.run(tiny(tmp_path, "interrupted", lr_schedule=schedule))
     assert stop.value.code == 130
     assert checkpoint.read_meta(tmp_path / "interrupted")["step"] == 2  # 3 steps an epoch: epoch 2, step 2
     monkeypatch.setattr(VAE, "train_step", original)
     resumed = training.run(training.Options(model="", resume=tmp_path / "interrupted", device="cpu"))
     assert_same_weights(straight, resumed)
+    assert checkpoint.read_meta(resumed)["train"]["lr_schedule"] == schedule
+
+
+def test_cosine_annealing_runs_each_group_from_its_own_rate_to_zero():
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(3)]
+    optimizers = {"g": torch.optim.Adam(params[:1], lr=2e-4), "d": torch.optim.Adam(params[1:], lr=1e-3)}
+    rates = []
+    for done in (0, 5, 10):
+        training.anneal(optimizers, done, 10)
+        rates.append([opt.param_groups[0]["lr"] for opt in optimizers.values()])
+    assert rates[0] == [2e-4, 1e-3] and rates[1] == pytest.approx([1e-4, 5e-4]) and rates[2] == pytest.approx([0, 0])
 
 
 def test_train_refuses_bad_options(tmp_path):
@@ -87,6 +99,7 @@ def test_train_refuses_bad_options(tmp_path):
         (["train", "vae"], "--data is required"),
         (["train", "vae", "--data", "mnist", "--bogus", "1"], "has no option --bogus"),
         (["train", "vae", "--data", "mnist", "--epochs", "0"], "--epochs must be positive"),
+        (["train", "vae", "--data", "mnist", "--lr-schedule", "step"], "--lr-schedule must be one of constant, cosine"),
         (["train", "vae", "--data", "mnist", "--limit", "-3"], "--limit must be at least 1"),
         (["train", "vae", "--data", "mnist", "--device", "cuda"], "--device cuda"),
         (["train", "--resume", tmp_path], "no checkpoint at"),

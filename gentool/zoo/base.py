@@ -3,7 +3,7 @@
 A family is a plain `nn.Module` subclass of `GenerativeModel` that declares
 - `name` (its CLI name), `defaults` (every hyperparameter with its default; the type of the
   default is the type of the flag) and `choices` (allowed values where they are few);
-- `train_defaults`: epochs, batch size and learning rate that train well with no flags;
+- `train_defaults`: epochs, batch size, learning rate and its schedule that train well with no flags;
 - `losses(x, y)`: named per-example-mean losses for a batch, `loss` being the one optimised;
 - `graphs()`: the deterministic graphs it exports, by role (see DESIGN.md);
 - optional capabilities that evaluation looks for: `reconstruct`, `elbo_terms`, `iw_nll`,
@@ -42,7 +42,7 @@ class GenerativeModel(nn.Module):
     name: str = ""
     defaults: dict = {}
     choices: dict = {}
-    train_defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3}
+    train_defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "lr_schedule": "constant"}
 
     def __init__(self, image_shape: tuple[int, int, int], hparams: dict):
         super().__init__()

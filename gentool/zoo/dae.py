@@ -64,6 +64,7 @@ class DAE(GenerativeModel):
     name = "dae"
     defaults = {"noise": "gaussian", "noise_level": 0.5, "blind": True, "width": 8}
     choices = {"noise": ("gaussian", "mask", "salt-pepper")}
+    train_defaults = {**GenerativeModel.train_defaults, "lr_schedule": "cosine"}
 
     def __init__(self, image_shape, hparams):
         super().__init__(image_shape, hparams)
