@@ -16,7 +16,7 @@ seeded draw per image, shared by all sigmas. Every method sees the same float32 
 
 Target: the bundled denoiser beats the best classic method by >= 3 dB at every sigma.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/denoise.py [--n 1000] [--tune 100] [--quick]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/denoise.py [--n 1000] [--tune 100] [--model DAE] [--quick]
 
 Needs scikit-image (`pip install -e .[bench]`) with PyWavelets (which denoise_wavelet imports), and
 the datasets in GENTOOL_DATA_DIR (or the download cache).
@@ -92,12 +92,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="test images per dataset")
     parser.add_argument("--tune", type=int, default=100, help="training images per dataset for the parameter search")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (the tuning images use seed + 1)")
+    parser.add_argument("--model", help="a dae artifact to put in the bundled denoiser's place (e.g. a candidate run)")
     parser.add_argument("--quick", action="store_true", help="smoke mode: 20 test and 5 tuning images")
     args = parser.parse_args()
     header = machine()
     n, n_tune = (20, 5) if args.quick else (args.n, args.tune)
     start = time.perf_counter()
-    artifact = Artifact(str(pipelines.bundled_denoiser()), device="cpu")
+    artifact = Artifact(args.model or str(pipelines.bundled_denoiser()), device="cpu")
 
     rows, chosen = [], []
     for name in DATASETS:
