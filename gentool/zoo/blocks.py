@@ -138,16 +138,16 @@ class UNet(nn.Module):
     transposed convs up), the encoder's features added to the decoder's at each scale.
     """
 
-    def __init__(self, channels: int, width: int):
+    def __init__(self, channels: int, width: int, depth: int = 0):
         super().__init__()
         w = width
-        self.level0 = nn.Sequential(_conv(channels, w), _conv(w, w))
+        self.level0 = nn.Sequential(_conv(channels, w), *(_conv(w, w) for _ in range(1 + depth)))
         self.level1 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
         self.level2 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
         self.up1 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
         self.mix1 = _conv(2 * w, 2 * w)
         self.up0 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
-        self.mix0 = nn.Sequential(_conv(w, w), nn.Conv2d(w, channels, 1))
+        self.mix0 = nn.Sequential(*(_conv(w, w) for _ in range(1 + depth)), nn.Conv2d(w, channels, 1))
 
     def forward(self, x):
         f0 = self.level0(x)

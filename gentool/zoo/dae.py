@@ -62,7 +62,7 @@ class ClampedDenoiser(nn.Module):
 @register
 class DAE(GenerativeModel):
     name = "dae"
-    defaults = {"noise": "gaussian", "noise_level": 0.5, "blind": True, "width": 8}
+    defaults = {"noise": "gaussian", "noise_level": 0.5, "blind": True, "width": 8, "depth": 0}
     choices = {"noise": ("gaussian", "mask", "salt-pepper")}
     train_defaults = {**GenerativeModel.train_defaults, "lr_schedule": "cosine"}
 
@@ -74,7 +74,7 @@ class DAE(GenerativeModel):
         if not 0 < self.noise_level <= 1:
             raise UsageError(f"--noise-level must be in (0, 1], got {self.noise_level}")
         check_width(self.hparams["width"])
-        self.net = UNet(self.image_shape[0], self.hparams["width"])
+        self.net = UNet(self.image_shape[0], self.hparams["width"], self.hparams["depth"])
 
     @property
     def noise_level(self) -> float:
