@@ -333,13 +333,14 @@ def manifold(
     art = _artifact(artifact, device)
     if dims is None:
         pair = pipelines.most_active_dims(art)
-        _err(f"manifold: dims {pair[0]},{pair[1]}")
     else:
         try:
             pair = tuple(int(d) for d in dims.split(","))
         except ValueError:
             raise UsageError(f"--dims takes two integers 'I,J', got '{dims}'") from None
     _write(pipelines.manifold(art, size, pair), out, nrow=size)
+    if dims is None:
+        _err(f"manifold: dims {pair[0]},{pair[1]}")
 
 
 @app.command()
