@@ -397,6 +397,8 @@ def upscale(
     from gentool import images
     from gentool.runtime import pipelines
 
+    if factor is not None and factor < 2:
+        raise UsageError(f"--factor must be at least 2, got {factor}")
     art = _artifact(model or str(pipelines.bundled_upscaler(factor or 2)), device)
     art.require("upscaler", "upscale")
     x, notes = images.read_image(image, None if art.image_shape[0] == 1 else art.image_shape[0])

@@ -104,6 +104,8 @@ def test_upscale_bad_input(sr, runs, digit_pair):
     _, path = digit_pair
     proc = gentool("upscale", path, "--model", sr, "--factor", "4", torch_free=True, check=False)
     assert proc.returncode == 2 and "upscales by 2, not 4" in proc.stderr
+    proc = gentool("upscale", path, "--factor", "1", torch_free=True, check=False)
+    assert proc.returncode == 2 and "--factor must be at least 2, got 1" in proc.stderr
     proc = gentool("upscale", path, "--model", runs["ae"], torch_free=True, check=False)
     assert proc.returncode == 2 and "'upscale' needs an upscaler graph; this ae artifact has decoder, encoder" in proc.stderr
     proc = gentool("sample", sr, torch_free=True, check=False)
