@@ -82,6 +82,14 @@ def test_loss_compares_the_output_with_the_clean_image():
         zoo.get("dae")((1, 30, 30), {})
 
 
+def test_depth_adds_full_resolution_convs():
+    shallow, deep = (zoo.get("dae")((1, 28, 28), {"width": 4, "depth": d}) for d in (0, 2))
+    extra = 4 * (4 * 9 * 4 + 4)  # four 3x3 convs of 4 -> 4 channels, with biases
+    assert sum(p.numel() for p in deep.parameters()) - sum(p.numel() for p in shallow.parameters()) == extra
+    x = torch.rand(2, 1, 12, 20)
+    assert deep.reconstruct(x).shape == x.shape
+
+
 def test_graph_has_dynamic_batch_height_and_width(dae):
     session = onnxruntime.InferenceSession(str(dae / "denoiser.onnx"), providers=["CPUExecutionProvider"])
     (x,) = session.get_inputs()

@@ -135,7 +135,8 @@ class UNet(nn.Module):
     """x (N,C,H,W), H and W multiples of 4 -> x + correction (not clamped).
 
     3x3 convs at full, half and quarter resolution (widths w, 2w, 4w; stride-2 convs down, 2x2
-    transposed convs up), the encoder's features added to the decoder's at each scale.
+    transposed convs up), the encoder's features added to the decoder's at each scale. `depth` adds
+    that many 3x3 convs to each full-resolution stage: fine texture is only seen at full resolution.
     """
 
     def __init__(self, channels: int, width: int, depth: int = 0):

@@ -74,6 +74,8 @@ class DAE(GenerativeModel):
         if not 0 < self.noise_level <= 1:
             raise UsageError(f"--noise-level must be in (0, 1], got {self.noise_level}")
         check_width(self.hparams["width"])
+        if self.hparams["depth"] < 0:
+            raise UsageError(f"--depth must be at least 0, got {self.hparams['depth']}")
         self.net = UNet(self.image_shape[0], self.hparams["width"], self.hparams["depth"])
 
     @property
