@@ -75,6 +75,17 @@ def _read(artifact, paths: list[str]):
     return x
 
 
+def _read_any_size(artifact, path: str):
+    """One image at its own size; a grayscale model keeps a colour image's channels (taken one by one)."""
+    from gentool import images
+
+    c = artifact.image_shape[0]
+    x, notes = images.read_image(path, None if c == 1 else c)
+    for note in notes:
+        _err(f"note: {note}")
+    return x
+
+
 def _write(image_batch, out: str | None, nrow: int | None = None) -> None:
     from gentool import images
 
@@ -373,14 +384,11 @@ def denoise(
 ) -> None:
     """Remove noise from an image of any size; a grayscale model (like the bundled one) denoises each
     channel of a colour image as a grayscale image."""
-    from gentool import images
     from gentool.runtime import pipelines
 
     art = _artifact(model or str(pipelines.bundled_denoiser()), device)
     art.require("denoiser", "denoise")
-    x, notes = images.read_image(image, None if art.image_shape[0] == 1 else art.image_shape[0])
-    for note in notes:
-        _err(f"note: {note}")
+    x = _read_any_size(art, image)
     _write(pipelines.denoise(art, x)[None], out)
 
 
@@ -394,16 +402,13 @@ def upscale(
 ) -> None:
     """Enlarge an image of any size with a super-resolution model; a grayscale model (like the bundled
     one) upscales each channel of a colour image as a grayscale image."""
-    from gentool import images
     from gentool.runtime import pipelines
 
     if factor is not None and factor < 2:
         raise UsageError(f"--factor must be at least 2, got {factor}")
     art = _artifact(model or str(pipelines.bundled_upscaler(factor or 2)), device)
     art.require("upscaler", "upscale")
-    x, notes = images.read_image(image, None if art.image_shape[0] == 1 else art.image_shape[0])
-    for note in notes:
-        _err(f"note: {note}")
+    x = _read_any_size(art, image)
     _write(pipelines.upscale(art, x, factor)[None], out)
 
 

@@ -29,6 +29,22 @@ main()
 """
 
 
+def psnr(a, b) -> float:
+    """PSNR in dB (range 1) between two single images."""
+    from gentool import metrics
+
+    return float(metrics.psnr_db(np.asarray(a, np.float64)[None, None], np.asarray(b, np.float64)[None, None])[0])
+
+
+def png(data_bytes: bytes) -> np.ndarray:
+    """PNG bytes -> pixels in [0, 1] as float64."""
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data_bytes)), np.float64) / 255
+
+
 def gentool(*args, torch_free=False, stdin=None, cwd=None, check=True):
     """Run `gentool ARGS`; returns the CompletedProcess (stdout as bytes, stderr as text)."""
     flag = "--torch-free" if torch_free else "--with-torch"

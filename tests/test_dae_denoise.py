@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import gentool
-from gentool import data, metrics, zoo
+from conftest import gentool, png, psnr
+from gentool import data, zoo
 from gentool.cli import main
 from gentool.errors import UsageError
 from gentool.evaluate import evaluate
@@ -38,14 +38,6 @@ def noisy_digit(tmp_path_factory):
     path = tmp_path_factory.mktemp("noisy") / "noisy.png"
     Image.fromarray(np.rint(noisy * 255).astype(np.uint8)).save(path)
     return clean, path
-
-
-def psnr(a, b) -> float:
-    return float(metrics.psnr_db(np.asarray(a, np.float64)[None, None], np.asarray(b, np.float64)[None, None])[0])
-
-
-def png(data_bytes: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data_bytes)), np.float64) / 255
 
 
 def test_corruptions():

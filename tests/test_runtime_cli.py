@@ -6,7 +6,6 @@ import shutil
 
 import numpy as np
 import onnxruntime
-import pytest
 from PIL import Image
 
 from conftest import gentool

@@ -10,11 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import gentool
-from gentool import data, metrics, zoo
+from conftest import gentool, png, psnr
+from gentool import data, zoo
 from gentool.cli import main
 from gentool.errors import UsageError
-from gentool.evaluate import evaluate
 from gentool.runtime import pipelines
 
 
@@ -36,14 +35,6 @@ def digit_pair(tmp_path_factory):
     path = tmp_path_factory.mktemp("small") / "small.png"
     small.save(path)
     return canvas / 255.0, path
-
-
-def psnr(a, b) -> float:
-    return float(metrics.psnr_db(np.asarray(a, np.float64)[None, None], np.asarray(b, np.float64)[None, None])[0])
-
-
-def png(data_bytes: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data_bytes)), np.float64) / 255
 
 
 def test_shrink_is_8_bit_and_an_untrained_correction_is_bicubic():

@@ -13,7 +13,6 @@ from safetensors.torch import load_file
 
 from conftest import gentool
 from gentool import checkpoint, train as training
-from gentool.errors import UsageError
 
 
 def tiny(tmp_path, name="run", **kw):

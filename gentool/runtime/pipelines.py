@@ -90,8 +90,11 @@ def manifold(artifact: Artifact, size: int, dims: tuple[int, int]) -> np.ndarray
     return decode(artifact, z)
 
 
-# A dae trained on MNIST + Fashion-MNIST, shipped as package data (the README says how it is built).
-BUNDLED_DENOISER = Path(__file__).resolve().parents[1] / "assets" / "denoiser.onnx"
+# Models trained by this project on MNIST + Fashion-MNIST, shipped as package data (the README says
+# how each is built): a dae, and sr models by factor.
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+BUNDLED_DENOISER = ASSETS / "denoiser.onnx"
+BUNDLED_UPSCALERS = {2: ASSETS / "upscaler-x2.onnx"}
 
 
 def bundled_denoiser() -> Path:
@@ -118,10 +121,6 @@ def denoise(artifact: Artifact, image: np.ndarray) -> np.ndarray:
     """One (C, H, W) image of any size, denoised."""
     artifact.require("denoiser", "denoise")
     return _image_to_image(artifact, "denoiser", image)
-
-
-# Super-resolution models trained on MNIST + Fashion-MNIST, by factor (the README says how they are built).
-BUNDLED_UPSCALERS = {2: BUNDLED_DENOISER.with_name("upscaler-x2.onnx")}
 
 
 def bundled_upscaler(factor: int) -> Path:

@@ -37,8 +37,12 @@ class Upscaler(nn.Module):
         super().__init__()
         self.net, self.factor = net, factor
 
+    def unclamped(self, x):
+        """The output before clamping, which training compares with the target (its gradient is never cut)."""
+        return self.net(bicubic_upscale(x, self.factor))
+
     def forward(self, x):
-        return self.net(bicubic_upscale(x, self.factor)).clamp(0, 1)
+        return self.unclamped(x).clamp(0, 1)
 
 
 @register
@@ -79,7 +83,7 @@ class SR(GenerativeModel):
         return bicubic_upscale(self.shrink(x), self.factor).clamp(0, 1)
 
     def losses(self, x, y=None):
-        return {"loss": neg_psnr(self.upscaler.net(bicubic_upscale(self.shrink(x), self.factor)), x)}
+        return {"loss": neg_psnr(self.upscaler.unclamped(self.shrink(x)), x)}
 
     def graphs(self, batch=2):
         _, h, w = self.image_shape
