@@ -16,6 +16,7 @@ from gentool.cli import main
 from gentool.errors import UsageError
 from gentool.evaluate import evaluate
 from gentool.runtime import pipelines
+from gentool.zoo.dae import LEVEL_LOSS_WEIGHT
 
 NOISE = 0.3
 
@@ -61,17 +62,43 @@ def test_loss_compares_the_output_with_the_clean_image():
     model = zoo.get("dae")((1, 28, 28), {"width": 4})
     x = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
-        for p in model.net.mix0[1].parameters():  # the correction is zero: the net returns its input
+        for p in model.denoiser.unet.mix0[1].parameters():  # the correction is zero: the net returns its input
             p.zero_()
     torch.manual_seed(1)
     with torch.no_grad():
-        loss = model.losses(x)["loss"]
+        losses = model.losses(x)
     torch.manual_seed(1)
     level = 0.5 * torch.rand(3, 1, 1, 1)
-    mse = ((model.corrupt(x, level) - x) ** 2).flatten(1).mean(1)
-    assert float(loss) == pytest.approx(float((10 * torch.log10(mse + 1e-5)).mean()), abs=1e-4)
+    noisy = model.corrupt(x, level)
+    mse = ((noisy - x) ** 2).flatten(1).mean(1)
+    assert float(losses["neg_psnr"]) == pytest.approx(float((10 * torch.log10(mse + 1e-5)).mean()), abs=1e-4)
+    with torch.no_grad():
+        level_mse = ((model.denoiser.estimator(noisy) - level) ** 2).mean()
+    assert float(losses["level_mse"]) == pytest.approx(float(level_mse), rel=1e-5)
+    assert float(losses["loss"]) == pytest.approx(float(losses["neg_psnr"] + LEVEL_LOSS_WEIGHT * level_mse), rel=1e-5)
+    for hparams in ({"blind": False}, {"estimate_level": False}):
+        plain = zoo.get("dae")((1, 28, 28), {"width": 4, **hparams})
+        assert plain.denoiser.estimator is None and plain.losses(x).keys() == {"loss"}
     with pytest.raises(UsageError, match="divisible by 4"):
         zoo.get("dae")((1, 30, 30), {})
+
+
+def test_level_estimator_learns_the_noise_level():
+    """A blind dae trained briefly estimates low and high Gaussian levels apart, on any image size."""
+    torch.manual_seed(0)
+    model = zoo.get("dae")((1, 28, 28), {"width": 4})
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x = torch.from_numpy(data.load("mnist", "train", 512).images).float() / 255
+    for step in range(120):
+        optimizer.zero_grad()
+        model.losses(x[step % 16 * 32 :][:32])["loss"].backward()
+        optimizer.step()
+    clean = torch.from_numpy(data.load("mnist", "test", 64).images).float() / 255
+    with torch.no_grad():
+        low, high = (float(model.denoiser.estimator(model.corrupt(clean, s)).mean()) for s in (0.05, 0.4))
+        wide = model.denoiser.estimator(model.corrupt(torch.cat([clean[:1]] * 3, 3), 0.4))
+    assert low == pytest.approx(0.05, abs=0.05) and high == pytest.approx(0.4, abs=0.08)
+    assert wide.shape == (1, 1, 1, 1)
 
 
 def test_depth_adds_full_resolution_convs():

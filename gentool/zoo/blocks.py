@@ -127,7 +127,7 @@ SIZE_MULTIPLE = 4
 MSE_FLOOR = 1e-5
 
 
-def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+def conv_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.ReLU())
 
 
@@ -137,21 +137,24 @@ class UNet(nn.Module):
     3x3 convs at full, half and quarter resolution (widths w, 2w, 4w; stride-2 convs down, 2x2
     transposed convs up), the encoder's features added to the decoder's at each scale. `depth` adds
     that many 3x3 convs to each full-resolution stage: fine texture is only seen at full resolution.
+    With `conditions` > 0, forward also takes that many per-image values (N, conditions, 1, 1), given
+    to the first conv as constant input planes (FFDNet's noise level map).
     """
 
-    def __init__(self, channels: int, width: int, depth: int = 0):
+    def __init__(self, channels: int, width: int, depth: int = 0, conditions: int = 0):
         super().__init__()
         w = width
-        self.level0 = nn.Sequential(_conv(channels, w), *(_conv(w, w) for _ in range(1 + depth)))
-        self.level1 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))
-        self.level2 = nn.Sequential(_conv(2 * w, 4 * w, 2), _conv(4 * w, 4 * w))
+        self.level0 = nn.Sequential(conv_relu(channels + conditions, w), *(conv_relu(w, w) for _ in range(1 + depth)))
+        self.level1 = nn.Sequential(conv_relu(w, 2 * w, 2), conv_relu(2 * w, 2 * w))
+        self.level2 = nn.Sequential(conv_relu(2 * w, 4 * w, 2), conv_relu(4 * w, 4 * w))
         self.up1 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
-        self.mix1 = _conv(2 * w, 2 * w)
+        self.mix1 = conv_relu(2 * w, 2 * w)
         self.up0 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
-        self.mix0 = nn.Sequential(*(_conv(w, w) for _ in range(1 + depth)), nn.Conv2d(w, channels, 1))
+        self.mix0 = nn.Sequential(*(conv_relu(w, w) for _ in range(1 + depth)), nn.Conv2d(w, channels, 1))
 
-    def forward(self, x):
-        f0 = self.level0(x)
+    def forward(self, x, condition=None):
+        planes = x if condition is None else torch.cat([x, condition.expand(-1, -1, *x.shape[2:])], 1)
+        f0 = self.level0(planes)
         f1 = self.level1(f0)
         h = self.mix1(self.up1(self.level2(f1)) + f1)
         return x + self.mix0(self.up0(h) + f0)
