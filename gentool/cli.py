@@ -112,6 +112,7 @@ def train(
     device: DeviceOpt = Device.auto,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<model>-<data>).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue a run directory where it stopped.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Fine-tune: start from the weights of this run or checkpoint (the model and its options come from it; data and training settings are this run's).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Train on the first N examples only (and take the per-epoch test loss on the first N test images).")] = None,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarized pixels (NLLs comparable with binarized-MNIST tables).")] = False,
     classes: Annotated[Optional[str], typer.Option(help="Train on these classes only (names or indices, e.g. 3 or 3,5); the others are anomalies for `evaluate --anomaly`.")] = None,
@@ -120,17 +121,19 @@ def train(
     _needs_torch("train")
     from gentool import train as training
 
-    if model is None and resume is None:
-        raise UsageError("name a model to train (e.g. `gentool train vae --data mnist`) or --resume a run")
+    if model is None and resume is None and init is None:
+        raise UsageError("name a model to train (e.g. `gentool train vae --data mnist`), --resume a run or --init from one")
     if limit is not None:
         _positive("--limit", limit)
     extra = list(ctx.args) + ([f"--latent-dim={latent_dim}"] if latent_dim is not None else [])
     if resume and (extra or model or data or classes):
         raise UsageError("--resume continues a run with its own settings; only --epochs and --device may be given")
+    if init and (resume or extra):
+        raise UsageError("--init takes the model and its options from the run it starts from; it cannot be combined with --resume or model options")
     run_dir = training.run(
         training.Options(
             model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
-            device=device.value, out=out, resume=resume, limit=limit, binarize=binarize, hparam_args=tuple(extra),
+            device=device.value, out=out, resume=resume, init=init, limit=limit, binarize=binarize, hparam_args=tuple(extra),
             classes=classes,
         )
     )

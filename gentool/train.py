@@ -41,6 +41,7 @@ class Options:
     device: str = "auto"
     out: Path | None = None
     resume: Path | None = None
+    init: Path | None = None  # fine-tune: start from this checkpoint's model, options and weights
     limit: int | None = None
     binarize: bool = False
     hparam_args: tuple[str, ...] = ()
@@ -159,8 +160,15 @@ def _setup(opts: Options):
         model.train()
         train_set, _ = training_set(meta["data"], meta["train"]["limit"], meta["train"].get("classes"))
         return run_dir, model, meta, state, train_set
-    cls = zoo.get(opts.model)
-    hparams = {**cls.defaults, **zoo.parse_hparams(cls, list(opts.hparam_args))}
+    start = None
+    if opts.init:
+        start, start_meta = checkpoint.load(opts.init)
+        if opts.model and opts.model != start_meta["model"]:
+            raise UsageError(f"--init '{opts.init}' is a {start_meta['model']} model, not {opts.model}")
+        cls, hparams = zoo.get(start_meta["model"]), start_meta["hparams"]
+    else:
+        cls = zoo.get(opts.model)
+        hparams = {**cls.defaults, **zoo.parse_hparams(cls, list(opts.hparam_args))}
     asked = {"epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr}
     train_cfg = {k: cls.train_defaults[k] if v is None else v for k, v in asked.items()}
     for key, value in train_cfg.items():
@@ -175,7 +183,8 @@ def _setup(opts: Options):
     meta = {
         "model": cls.name,
         "hparams": hparams,
-        "train": {**train_cfg, "binarize": opts.binarize, "limit": opts.limit, "classes": classes},
+        "train": {**train_cfg, "binarize": opts.binarize, "limit": opts.limit, "classes": classes,
+                  "init": str(opts.init) if opts.init else None},
         "image_shape": list(train_set.image_shape),
         "data": opts.data,
         "data_name": train_set.name,
@@ -187,6 +196,11 @@ def _setup(opts: Options):
     }
     torch.manual_seed(opts.seed)
     model = cls(tuple(train_set.image_shape), hparams)
+    if start is not None:
+        try:
+            model.load_state_dict(start.state_dict())
+        except RuntimeError:
+            raise UsageError(f"cannot start from '{opts.init}': its weights do not fit images of shape {meta['image_shape']}") from None
     run_dir = Path(opts.out) if opts.out else new_run_dir(cls.name, train_set.name)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"'{run_dir}' already exists and is not empty; choose another --out or use --resume")

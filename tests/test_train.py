@@ -57,6 +57,27 @@ def test_resume_continues_to_the_same_weights(tmp_path):
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
 
 
+def test_init_fine_tunes_from_a_run_on_other_data(tmp_path, runs):
+    start = runs["vae"]
+    tuned = training.run(training.Options(model="", init=start, data="fashion-mnist", epochs=1, batch_size=64, limit=64,
+                                           lr=1e-12, out=tmp_path / "tuned", device="cpu"))
+    meta = checkpoint.read_meta(tuned)
+    assert meta["model"] == "vae" and meta["hparams"] == checkpoint.read_meta(start)["hparams"]
+    assert meta["data"] == "fashion-mnist" and meta["train"]["init"] == str(start) and meta["epoch"] == 1
+    before, after = weights(start), weights(tuned)
+    assert before.keys() == after.keys()
+    assert all(torch.allclose(before[k], after[k], atol=1e-8) for k in before if k.startswith(("encoder", "decoder")))
+    for args, message in [
+        (["train", "ae", "--init", start, "--data", "mnist"], "is a vae model, not ae"),
+        (["train", "--init", start, "--data", "mnist", "--beta", "2"], "--init takes the model and its options"),
+        (["train", "--init", start, "--resume", start], "--init takes the model and its options"),
+        (["train", "--init", runs["ae"], "--data", tmp_path / "wide.npy"], "its weights do not fit images of shape [1, 28, 36]"),
+    ]:
+        np.save(tmp_path / "wide.npy", np.zeros((8, 28, 36), np.uint8))
+        proc = gentool(*args, check=False, cwd=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch, schedule):
     straight = training.run(tiny(tmp_path, "straight", lr_schedule=schedule))
