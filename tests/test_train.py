@@ -67,13 +67,13 @@ def test_init_fine_tunes_from_a_run_on_other_data(tmp_path, runs):
     before, after = weights(start), weights(tuned)
     assert before.keys() == after.keys()
     assert all(torch.allclose(before[k], after[k], atol=1e-8) for k in before if k.startswith(("encoder", "decoder")))
+    np.save(tmp_path / "wide.npy", np.zeros((8, 28, 36), np.uint8))
     for args, message in [
         (["train", "ae", "--init", start, "--data", "mnist"], "is a vae model, not ae"),
         (["train", "--init", start, "--data", "mnist", "--beta", "2"], "--init takes the model and its options"),
         (["train", "--init", start, "--resume", start], "--init takes the model and its options"),
         (["train", "--init", runs["ae"], "--data", tmp_path / "wide.npy"], "its weights do not fit images of shape [1, 28, 36]"),
     ]:
-        np.save(tmp_path / "wide.npy", np.zeros((8, 28, 36), np.uint8))
         proc = gentool(*args, check=False, cwd=tmp_path)
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
 

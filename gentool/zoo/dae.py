@@ -84,9 +84,13 @@ class Denoiser(nn.Module):
         super().__init__()
         self.unet, self.estimator = unet, estimator
 
+    def level(self, x):
+        """The estimated noise level (N,1,1,1), or None for a denoiser without an estimator."""
+        return None if self.estimator is None else self.estimator(x)
+
     def unclamped(self, x):
         """The output before clamping, which training compares with the clean image."""
-        return self.unet(x) if self.estimator is None else self.unet(x, self.estimator(x))
+        return self.unet(x, self.level(x))
 
     def forward(self, x):
         return self.unclamped(x).clamp(0, 1)
@@ -130,10 +134,11 @@ class DAE(GenerativeModel):
         if self.hparams["blind"]:
             level = level * torch.rand(len(x), 1, 1, 1, device=x.device)
         noisy = corrupt(x, self.hparams["noise"], level)
-        if self.denoiser.estimator is None:
-            return {"loss": neg_psnr(self.denoiser.unclamped(noisy), x)}
-        estimate = self.denoiser.estimator(noisy)
-        denoising, level_error = neg_psnr(self.denoiser.unet(noisy, estimate), x), ((estimate - level) ** 2).mean()
+        estimate = self.denoiser.level(noisy)
+        denoising = neg_psnr(self.denoiser.unet(noisy, estimate), x)
+        if estimate is None:
+            return {"loss": denoising}
+        level_error = ((estimate - level) ** 2).mean()
         return {"loss": denoising + LEVEL_LOSS_WEIGHT * level_error, "neg_psnr": denoising, "level_mse": level_error}
 
     def graphs(self, batch=2):
