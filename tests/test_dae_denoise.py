@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from torch import nn
 from PIL import Image
 
 from conftest import gentool, png, psnr
@@ -16,6 +17,7 @@ from gentool.cli import main
 from gentool.errors import UsageError
 from gentool.evaluate import evaluate
 from gentool.runtime import pipelines
+from gentool.zoo.blocks import FILM_HIDDEN, UNet
 from gentool.zoo.dae import LEVEL_LOSS_WEIGHT
 
 NOISE = 0.3
@@ -62,7 +64,7 @@ def test_loss_compares_the_output_with_the_clean_image():
     model = zoo.get("dae")((1, 28, 28), {"width": 4})
     x = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
-        for p in model.denoiser.unet.mix0[1].parameters():  # the correction is zero: the net returns its input
+        for p in model.denoiser.unet.out.parameters():  # the correction is zero: the net returns its input
             p.zero_()
     torch.manual_seed(1)
     with torch.no_grad():
@@ -101,9 +103,23 @@ def test_level_estimator_learns_the_noise_level():
     assert wide.shape == (1, 1, 1, 1)
 
 
+def test_film_gives_the_condition_to_every_conv():
+    torch.manual_seed(0)
+    unet = UNet(1, 4, 1, conditions=1)
+    x, level = torch.rand(2, 1, 8, 8), torch.full((2, 1, 1, 1), 0.3)
+    with torch.no_grad():
+        unet.level0[0][0].weight[:, 1:] = 0  # the level plane says nothing: only FiLM can
+        assert torch.equal(unet(x, level), unet(x, 2 * level))  # FiLM starts as the identity
+        nn.init.normal_(unet.film[-1].weight)
+        assert not torch.allclose(unet(x, level), unet(x, 2 * level))
+    convs = [m for m in unet.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert sum(unet.film_sizes) == sum(c.out_channels for c in convs) and unet.film[-1].out_features == 2 * sum(unet.film_sizes)
+
+
 def test_depth_adds_full_resolution_convs():
     shallow, deep = (zoo.get("dae")((1, 28, 28), {"width": 4, "depth": d}) for d in (0, 2))
-    extra = 4 * (4 * 9 * 4 + 4)  # four 3x3 convs of 4 -> 4 channels, with biases
+    # four 3x3 convs of 4 -> 4 channels with biases, and their FiLM scales and shifts
+    extra = 4 * (4 * 9 * 4 + 4) + 4 * 2 * 4 * (FILM_HIDDEN + 1)
     assert sum(p.numel() for p in deep.parameters()) - sum(p.numel() for p in shallow.parameters()) == extra
     x = torch.rand(2, 1, 12, 20)
     assert deep.reconstruct(x).shape == x.shape

@@ -44,7 +44,7 @@ def test_shrink_is_8_bit_and_an_untrained_correction_is_bicubic():
     small = model.shrink(x)
     assert small.shape == (3, 1, 14, 14) and torch.equal(small, (small * 255).round() / 255)
     with torch.no_grad():
-        for p in model.upscaler.net.mix0[1].parameters():  # the correction is zero: upscaling is bicubic
+        for p in model.upscaler.net.out.parameters():  # the correction is zero: upscaling is bicubic
             p.zero_()
         assert torch.allclose(model.reconstruct(x), model.bicubic(x))
         loss = model.losses(x)["loss"]

@@ -125,6 +125,7 @@ def encoder_decoder(arch: str, image_shape, code_features: int, latent_dim: int,
 # The U-Net halves the sides twice, so its images have sides that are multiples of 4.
 SIZE_MULTIPLE = 4
 MSE_FLOOR = 1e-5
+FILM_HIDDEN = 64
 
 
 def conv_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -137,8 +138,13 @@ class UNet(nn.Module):
     3x3 convs at full, half and quarter resolution (widths w, 2w, 4w; stride-2 convs down, 2x2
     transposed convs up), the encoder's features added to the decoder's at each scale. `depth` adds
     that many 3x3 convs to each full-resolution stage: fine texture is only seen at full resolution.
-    With `conditions` > 0, forward also takes that many per-image values (N, conditions, 1, 1), given
-    to the first conv as constant input planes (FFDNet's noise level map).
+
+    With `conditions` > 0, forward also takes that many per-image values (N, conditions, 1, 1), e.g.
+    the noise level. They enter twice: as constant input planes (FFDNet's noise level map), and
+    through FiLM (Perez et al. 2018), as diffusion U-Nets take their time step: a small MLP maps them
+    to a per-channel scale and shift for every 3x3 conv, applied before its ReLU. The planes alone
+    reach only the first conv; FiLM gave +0.5 dB at every noise level on top of them (blind
+    Fashion-MNIST denoiser, width 8, 4 epochs). The MLP's last layer starts at zero (scale 1, shift 0).
     """
 
     def __init__(self, channels: int, width: int, depth: int = 0, conditions: int = 0):
@@ -148,16 +154,43 @@ class UNet(nn.Module):
         self.level1 = nn.Sequential(conv_relu(w, 2 * w, 2), conv_relu(2 * w, 2 * w))
         self.level2 = nn.Sequential(conv_relu(2 * w, 4 * w, 2), conv_relu(4 * w, 4 * w))
         self.up1 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
-        self.mix1 = conv_relu(2 * w, 2 * w)
+        self.mix1 = nn.Sequential(conv_relu(2 * w, 2 * w))
         self.up0 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
-        self.mix0 = nn.Sequential(*(conv_relu(w, w) for _ in range(1 + depth)), nn.Conv2d(w, channels, 1))
+        self.mix0 = nn.Sequential(*(conv_relu(w, w) for _ in range(1 + depth)))
+        self.out = nn.Conv2d(w, channels, 1)
+        self.film = None
+        if conditions:
+            self.film_sizes = [block[0].out_channels for stage in self._stages() for block in stage]
+            self.film = nn.Sequential(nn.Linear(conditions, FILM_HIDDEN), nn.ReLU(), nn.Linear(FILM_HIDDEN, 2 * sum(self.film_sizes)))
+            nn.init.zeros_(self.film[-1].weight)
+            nn.init.zeros_(self.film[-1].bias)
+
+    def _stages(self):
+        return self.level0, self.level1, self.level2, self.mix1, self.mix0
 
     def forward(self, x, condition=None):
-        planes = x if condition is None else torch.cat([x, condition.expand(-1, -1, *x.shape[2:])], 1)
-        f0 = self.level0(planes)
-        f1 = self.level1(f0)
-        h = self.mix1(self.up1(self.level2(f1)) + f1)
-        return x + self.mix0(self.up0(h) + f0)
+        planes, film = x, None
+        if condition is not None:
+            planes = torch.cat([x, condition.expand(-1, -1, *x.shape[2:])], 1)
+            scales, shifts = self.film(condition.flatten(1))[..., None, None].chunk(2, 1)
+            film = zip(scales.split(self.film_sizes, 1), shifts.split(self.film_sizes, 1))
+        # The stages run in _stages order, which is the order of the FiLM pairs.
+        f0 = _through(self.level0, planes, film)
+        f1 = _through(self.level1, f0, film)
+        f2 = _through(self.level2, f1, film)
+        h = _through(self.mix1, self.up1(f2) + f1, film)
+        return x + self.out(_through(self.mix0, self.up0(h) + f0, film))
+
+
+def _through(stage: nn.Sequential, h: torch.Tensor, film) -> torch.Tensor:
+    """Run a stage of conv_relu blocks; with `film` (an iterator of (scale, shift) pairs, one value
+    per image and channel), each conv's output is scaled by 1 + scale and shifted before its ReLU."""
+    if film is None:
+        return stage(h)
+    for conv, relu in stage:
+        scale, shift = next(film)
+        h = relu(conv(h) * (1 + scale) + shift)
+    return h
 
 
 def check_width(width: int) -> None:
