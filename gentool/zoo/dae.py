@@ -11,8 +11,8 @@ features added to the decoder's at each scale, and the output `noisy + correctio
   first (as FFDNet does) was up to 0.4 dB worse at equal training time in a short comparison;
 - additive skips cost half of concatenated ones, and the global residual makes weak noise (an
   almost-identity map) the easy case.
-At the default width of 8 it has 28.4k weights (4.9k in the level estimator below) and costs 3.3M
-multiply-adds per 28x28 image, so 10 epochs of MNIST take minutes on two CPU cores.
+At the default width of 8 it has 46.2k weights (4.8k in the level estimator below, 17.8k in FiLM)
+and costs 3.3M multiply-adds per 28x28 image, so 10 epochs of MNIST take minutes on two CPU cores.
 
 Training draws the corruption inside `losses` with torch's global RNG (reseeded by the loop each
 epoch). With `--blind` (the default) each image gets its own level, uniform in [0, --noise-level],
@@ -22,13 +22,13 @@ A plain MSE lets the noisiest images dominate a blind model's training: in a sho
 gave 1.5 dB more at sigma 0.5 but 1.8 dB less at sigma 0.1, where classic denoisers are strongest.
 Evaluation corrupts every image at exactly --noise-level (or `gentool evaluate --noise-level`).
 
-A blind model also estimates each image's level (`--estimate-level`, the default) and gives the
-estimate to the U-Net as a constant input plane (FFDNet's noise level map, estimated as in CBDNet):
-a small strided conv net, global average, softplus, trained with the squared error to the true level
-(weight LEVEL_LOSS_WEIGHT) next to the denoising loss. Left to infer the level implicitly, the U-Net
-was 0.9 dB worse at sigma 0.1 and 0.5 dB worse at 0.2 to 0.5 on Fashion-MNIST (width 8, 4 epochs),
-and the estimate matched being told the true level within 0.05 dB. The exported graph stays
-noisy -> denoised: the estimator is inside it.
+A blind model also estimates each image's level (`--estimate-level`, the default) with a small
+strided conv net, global average and softplus (as CBDNet does), trained with the squared error to
+the true level (weight LEVEL_LOSS_WEIGHT) next to the denoising loss. The U-Net takes the estimate
+as a constant input plane (FFDNet's noise level map) and in every conv through FiLM (blocks.UNet).
+Left to infer the level implicitly, the U-Net was 0.9 dB worse at sigma 0.1 and 0.5 dB worse at 0.2
+to 0.5 on Fashion-MNIST (width 8, 4 epochs, input plane only), and the estimate matched being told
+the true level within 0.05 dB. The exported graph stays noisy -> denoised: the estimator is inside it.
 """
 
 from __future__ import annotations
