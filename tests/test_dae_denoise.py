@@ -18,7 +18,7 @@ from gentool.errors import UsageError
 from gentool.evaluate import evaluate
 from gentool.runtime import pipelines
 from gentool.zoo.blocks import FILM_HIDDEN, UNet
-from gentool.zoo.dae import LEVEL_LOSS_WEIGHT
+from gentool.zoo.dae import BLIND_LEVEL_SPAN, LEVEL_LOSS_WEIGHT
 
 NOISE = 0.3
 
@@ -70,7 +70,7 @@ def test_loss_compares_the_output_with_the_clean_image():
     with torch.no_grad():
         losses = model.losses(x)
     torch.manual_seed(1)
-    level = 0.5 * torch.rand(3, 1, 1, 1)
+    level = 0.5 * BLIND_LEVEL_SPAN ** -torch.rand(3, 1, 1, 1)  # log-uniform in [0.02, 0.5]
     noisy = model.corrupt(x, level)
     mse = ((noisy - x) ** 2).flatten(1).mean(1)
     assert float(losses["neg_psnr"]) == pytest.approx(float((10 * torch.log10(mse + 1e-5)).mean()), abs=1e-4)

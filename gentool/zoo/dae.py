@@ -15,9 +15,14 @@ At the default width of 8 it has 46.2k weights (4.8k in the level estimator belo
 and costs 3.3M multiply-adds per 28x28 image, so 10 epochs of MNIST take minutes on two CPU cores.
 
 Training draws the corruption inside `losses` with torch's global RNG (reseeded by the loop each
-epoch). With `--blind` (the default) each image gets its own level, uniform in [0, --noise-level],
-so one model handles every level up to the maximum without being told which. The loss is minus
-the per-image PSNR, 10 log10(MSE + 1e-5), averaged over the batch: the metric `evaluate` reports.
+epoch). With `--blind` (the default) each image gets its own level, log-uniform from
+--noise-level / 25 to --noise-level (0.02 to 0.5 by default), so one model handles every level up to
+the maximum without being told which. Equal odds per octave, as diffusion models sample their noise
+scales: half the images fall below a fifth of the maximum, where the classic denoisers are strongest
+and a denoiser serving every level loses most against one trained for a single level. Against
+levels uniform in [0, --noise-level] it gained 0.4 dB at sigma 0.1 and lost 0.15 / 0.45 / 0.5 dB at
+0.2 / 0.3 / 0.5 (Fashion-MNIST, width 8, 4 epochs). The loss is minus the per-image PSNR,
+10 log10(MSE + 1e-5), averaged over the batch: the metric `evaluate` reports.
 A plain MSE lets the noisiest images dominate a blind model's training: in a short comparison it
 gave 1.5 dB more at sigma 0.5 but 1.8 dB less at sigma 0.1, where classic denoisers are strongest.
 Evaluation corrupts every image at exactly --noise-level (or `gentool evaluate --noise-level`).
@@ -55,6 +60,9 @@ def corrupt(x: torch.Tensor, noise: str, level) -> torch.Tensor:
         return x.masked_fill(hit, 0.0)
     return torch.where(hit, (torch.rand_like(x) < 0.5).to(x.dtype), x)
 
+
+# A blind model trains on levels log-uniform from --noise-level / BLIND_LEVEL_SPAN to --noise-level.
+BLIND_LEVEL_SPAN = 25.0
 
 # The level's squared error is about 1e-3 while minus PSNR is about -25 dB: this weight makes the
 # estimator learn at the U-Net's pace without pulling on the shared training rate.
@@ -132,7 +140,7 @@ class DAE(GenerativeModel):
     def losses(self, x, y=None):
         level = self.noise_level
         if self.hparams["blind"]:
-            level = level * torch.rand(len(x), 1, 1, 1, device=x.device)
+            level = level * BLIND_LEVEL_SPAN ** -torch.rand(len(x), 1, 1, 1, device=x.device)
         noisy = corrupt(x, self.hparams["noise"], level)
         estimate = self.denoiser.level(noisy)
         denoising = neg_psnr(self.denoiser.unet(noisy, estimate), x)
