@@ -91,7 +91,7 @@ def test_level_estimator_learns_the_noise_level():
     model = zoo.get("dae")((1, 28, 28), {"width": 4})
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     x = torch.from_numpy(data.load("mnist", "train", 512).images).float() / 255
-    for step in range(120):
+    for step in range(240):
         optimizer.zero_grad()
         model.losses(x[step % 16 * 32 :][:32])["loss"].backward()
         optimizer.step()
