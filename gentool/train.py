@@ -232,7 +232,8 @@ def write_grids(model, run_dir: Path, epoch: int, test_u8: torch.Tensor, seed: i
     grid_dir.mkdir(exist_ok=True)
     if hasattr(model, "prior_mean"):
         eps = torch.randn(GRID_SIZE, model.prior_mean.numel(), generator=generator, dtype=torch.float64)
-        z = model.prior_mean.double() + eps @ torch.linalg.cholesky(model.prior_cov.double()).T
+        mean, cov = model.prior_mean.double().cpu(), model.prior_cov.double().cpu()
+        z = mean + eps @ torch.linalg.cholesky(cov).T
         x = model.decode(z.float().to(test_u8.device))
         images.write_image(images.make_grid(x.cpu().numpy(), nrow=8), str(grid_dir / f"samples-{epoch:03d}.png"))
     if hasattr(model, "reconstruct"):

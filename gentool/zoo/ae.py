@@ -97,7 +97,7 @@ class AE(GenerativeModel):
         # A ridge keeps the covariance positive-definite (so it has a Cholesky factor) when there are
         # fewer training codes than dimensions.
         ridge = 1e-6 * (cov.diagonal().mean() + 1e-6)
-        self.prior_cov.copy_(cov + ridge * torch.eye(len(cov), dtype=cov.dtype))
+        self.prior_cov.copy_(cov + ridge * torch.eye(len(cov), dtype=cov.dtype, device=cov.device))
 
     def graphs(self, batch=2):
         x = torch.rand(batch, *self.image_shape)
