@@ -151,7 +151,7 @@ def models() -> None:
 
     table = Table("model", "options (defaults)", "training defaults")
     for name, cls in sorted(zoo.families().items()):
-        options = "  ".join(f"--{k.replace('_', '-')} {v}" for k, v in cls.defaults.items())
+        options = "  ".join(f"--{k.replace('_', '-')} {'auto' if v is None else v}" for k, v in cls.defaults.items())
         table.add_row(name, options, "  ".join(f"{k}={v}" for k, v in cls.train_defaults.items()))
     Console().print(table)
 

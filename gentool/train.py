@@ -196,6 +196,7 @@ def _setup(opts: Options):
     }
     torch.manual_seed(opts.seed)
     model = cls(tuple(train_set.image_shape), hparams)
+    meta["hparams"] = model.hparams  # with the defaults a family resolves from its other options
     if start is not None:
         try:
             model.load_state_dict(start.state_dict())

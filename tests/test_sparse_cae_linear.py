@@ -173,6 +173,16 @@ def test_runtime_verbs_without_torch(tiny_runs, digits, tmp_path, name):
     assert np.abs(got - np.clip(expected, 0, 1).squeeze()).max() <= 1 / 255 + 1e-6
 
 
+def test_sparsity_weight_defaults_by_kind_and_is_recorded(tiny_runs):
+    sparse_ae = zoo.get("sparse-ae")
+    weights = {kind: sparse_ae((1, 28, 28), zoo.parse_hparams(sparse_ae, ["--sparsity", kind])).hparams["sparsity_weight"]
+               for kind in ("kl", "l1", "none")}
+    assert weights == {"kl": 3.0, "l1": 0.1, "none": 0.0}
+    given = zoo.parse_hparams(sparse_ae, ["--sparsity", "l1", "--sparsity-weight", "2"])
+    assert sparse_ae((1, 28, 28), given).hparams["sparsity_weight"] == 2.0
+    assert checkpoint.read_meta(tiny_runs["sparse-ae"])["hparams"]["sparsity_weight"] == 3.0
+
+
 def test_wide_codes_have_no_prior_to_sample(tiny_runs):
     proc = gentool("sample", tiny_runs["sparse-ae"], "-n", "4", torch_free=True, check=False)
     assert proc.returncode == 2 and "has none" in proc.stderr

@@ -33,7 +33,9 @@ def get(name: str):
 
 
 def _convert(name: str, text: str, default):
-    kind = type(default)
+    """The option's value as the type of its default; a None default (a number the family picks from
+    its other options) takes a float."""
+    kind = float if default is None else type(default)
     try:
         if kind is bool:
             if text.lower() in ("1", "true", "yes", "on"):
