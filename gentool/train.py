@@ -180,9 +180,11 @@ def _setup(opts: Options):
     if opts.data is None:
         raise UsageError("--data is required (e.g. --data mnist)")
     train_set, classes = training_set(opts.data, opts.limit, opts.classes)
+    torch.manual_seed(opts.seed)
+    model = cls(tuple(train_set.image_shape), hparams)
     meta = {
         "model": cls.name,
-        "hparams": hparams,
+        "hparams": model.hparams,  # with the defaults a family resolves from its other options
         "train": {**train_cfg, "binarize": opts.binarize, "limit": opts.limit, "classes": classes,
                   "init": str(opts.init) if opts.init else None},
         "image_shape": list(train_set.image_shape),
@@ -194,9 +196,6 @@ def _setup(opts: Options):
         "epoch": 0,
         "step": 0,
     }
-    torch.manual_seed(opts.seed)
-    model = cls(tuple(train_set.image_shape), hparams)
-    meta["hparams"] = model.hparams  # with the defaults a family resolves from its other options
     if start is not None:
         try:
             model.load_state_dict(start.state_dict())
