@@ -7,7 +7,7 @@ denoiser was trained (gentool/zoo/dae.py) and what a PNG given to `gentool denoi
 seeded draw per image, shared by all sigmas. Every method sees the same float32 noisy arrays, one
 28x28 image at a time (the `gentool denoise` use), and every output is clipped to 0..1 before PSNR.
 
-- bundled: gentool/assets/denoiser.onnx through onnxruntime, `pipelines.denoise` per image, which is
+- bundled: gentool/assets/denoiser.onnx through onnxruntime, `image_to_image.denoise` per image, which is
   what `gentool denoise` computes (less its 8-bit PNG rounding of input and output).
 - NLM, TV, wavelet: skimage.restoration's denoise_nl_means, denoise_tv_chambolle and denoise_wavelet.
   For each dataset and sigma, each method's parameters (`GRIDS`, scaled by the true sigma) are
@@ -32,7 +32,7 @@ from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_
 
 from common import machine, met, table
 from gentool import data, metrics
-from gentool.runtime import pipelines
+from gentool.runtime import image_to_image
 from gentool.runtime.artifact import Artifact
 
 DATASETS = ("mnist", "fashion-mnist")
@@ -98,7 +98,7 @@ def main() -> None:
     header = machine()
     n, n_tune = (20, 5) if args.quick else (args.n, args.tune)
     start = time.perf_counter()
-    artifact = Artifact(args.model or str(pipelines.bundled_denoiser()), device="cpu")
+    artifact = Artifact(args.model or str(image_to_image.bundled_denoiser()), device="cpu")
 
     rows, chosen = [], []
     for name in DATASETS:
@@ -111,7 +111,7 @@ def main() -> None:
             for method, (fn, params) in GRIDS.items():
                 best[method] = max(params, key=lambda p: psnr(x_tune, classic(fn, noisy_tune, sigma, p)))
                 scores[method] = psnr(x, classic(fn, noisy, sigma, best[method]))
-            bundled = psnr(x, np.stack([pipelines.denoise(artifact, y) for y in noisy]))
+            bundled = psnr(x, np.stack([image_to_image.denoise(artifact, y) for y in noisy]))
             top = max(scores, key=scores.get)
             margin = bundled - scores[top]
             rows.append([name, sigma, f"{psnr(x, noisy):.2f}", *(f"{s:.2f}" for s in scores.values()),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from gentool import data as datasets
 from gentool.errors import UsageError
 from gentool.files import atomic_path
 
@@ -66,12 +67,20 @@ def load(path: Path, device: str | torch.device = "cpu"):
     from gentool import zoo
 
     meta = read_meta(path)
-    model = zoo.get(meta["model"])(tuple(meta["image_shape"]), meta["hparams"])
+    model = zoo.get(meta["model"])(tuple(meta["image_shape"]), meta["hparams"], meta.get("classes"))
     try:
         model.load_state_dict(load_file(str(weights_path(path))))
     except Exception as e:
         raise UsageError(f"'{path}': weights do not match the model in its metadata ({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), meta
+
+
+def load_with_split(path: Path, data: str | None, split: str, limit: int | None, device="cpu"):
+    """(model, metadata, dataset): a checkpoint and a split of `data` (default: the run's own data),
+    checked to have the model's image shape."""
+    model, meta = load(path, device)
+    dataset = datasets.load(data or meta["data"], split, limit)
+    return model, meta, datasets.check_shape(dataset, meta["image_shape"])
 
 
 def load_resume_state(run_dir: Path) -> dict:

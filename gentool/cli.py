@@ -98,7 +98,7 @@ def _positive(name: str, value: int) -> None:
         raise UsageError(f"{name} must be at least 1, got {value}")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def train(
     ctx: typer.Context,
     model: Annotated[Optional[str], typer.Argument(help="Model family (`gentool models` lists them).")] = None,
@@ -107,7 +107,6 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (model default when omitted).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (model default when omitted).")] = None,
     lr_schedule: Annotated[Optional[str], typer.Option(help="constant, or cosine (annealed to 0 over the run) (model default when omitted).")] = None,
-    latent_dim: Annotated[Optional[int], typer.Option(help="Latent size (model default when omitted).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<model>-<data>).")] = None,
@@ -116,8 +115,20 @@ def train(
     limit: Annotated[Optional[int], typer.Option(help="Train on the first N examples only (and take the per-epoch test loss on the first N test images).")] = None,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarized pixels (NLLs comparable with binarized-MNIST tables).")] = False,
     classes: Annotated[Optional[str], typer.Option(help="Train on these classes only (names or indices, e.g. 3 or 3,5); the others are anomalies for `evaluate --anomaly`.")] = None,
+    show_help: Annotated[bool, typer.Option("--help", "-h", help="Show this message (with MODEL: and the model's own options) and exit.")] = False,
 ) -> None:
-    """Train a model; evaluates each epoch and exports ONNX at the end. Model options follow, e.g. --beta 4."""
+    """Train a model; evaluates each epoch and exports ONNX at the end. Model options follow, e.g. --beta 4
+    (`gentool train MODEL --help` lists them)."""
+    if show_help:
+        text = ctx.get_help()  # Typer's Rich help prints itself and returns ''
+        if text:
+            print(text)
+        if model:
+            _needs_torch("train")
+            from gentool import zoo
+
+            print(zoo.describe(model))
+        raise typer.Exit()
     _needs_torch("train")
     from gentool import train as training
 
@@ -125,7 +136,7 @@ def train(
         raise UsageError("name a model to train (e.g. `gentool train vae --data mnist`), --resume a run or --init from one")
     if limit is not None:
         _positive("--limit", limit)
-    extra = list(ctx.args) + ([f"--latent-dim={latent_dim}"] if latent_dim is not None else [])
+    extra = list(ctx.args)
     if resume and (extra or model or data or classes):
         raise UsageError("--resume continues a run with its own settings; only --epochs and --device may be given")
     if init and (resume or extra):
@@ -144,16 +155,9 @@ def train(
 def models() -> None:
     """List the model families and their options."""
     _needs_torch("models")
-    from rich.console import Console
-    from rich.table import Table
-
     from gentool import zoo
 
-    table = Table("model", "options (defaults)", "training defaults")
-    for name, cls in sorted(zoo.families().items()):
-        options = "  ".join(f"--{k.replace('_', '-')} {'auto' if v is None else v}" for k, v in cls.defaults.items())
-        table.add_row(name, options, "  ".join(f"{k}={v}" for k, v in cls.train_defaults.items()))
-    Console().print(table)
+    print("\n\n".join(zoo.describe(name) for name in sorted(zoo.families())))
 
 
 @app.command()
@@ -161,7 +165,7 @@ def evaluate(
     run: Annotated[str, typer.Argument(help="A run directory or a .safetensors checkpoint.")],
     data: Annotated[Optional[str], typer.Option(help="Evaluate on other data (default: the run's).")] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
-    iw_samples: Annotated[int, typer.Option(help="Importance samples K for iw_nll_nats (0 skips it).")] = 100,
+    iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples K for iw_nll_nats (default 100; 0 skips it).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use the first N examples only.")] = None,
     noise_level: Annotated[Optional[float], typer.Option(help="dae: corrupt the split at this level (default: the model's).")] = None,
     anomaly: Annotated[bool, typer.Option("--anomaly", help="One-class protocol: AUROC of `score` on the split, the run's --classes being normal.")] = False,
@@ -174,24 +178,14 @@ def evaluate(
     _needs_torch("evaluate")
     from gentool.evaluate import evaluate as run_evaluation
 
-    if iw_samples < 0:
+    if iw_samples is not None and iw_samples < 0:
         raise UsageError(f"--iw-samples must be 0 or more, got {iw_samples}")
     if limit is not None:
         _positive("--limit", limit)
     if noise_level is not None and not 0 <= noise_level <= 1:
         raise UsageError(f"--noise-level must be in [0, 1], got {noise_level}")
-    extra = {}  # computed first: their usage errors (no --classes, no codes) come before the long part
-    if anomaly:
-        from gentool.anomaly import evaluate_anomaly
-
-        extra.update(evaluate_anomaly(Path(run), data, split, device.value, limit, seed))
-    if probe is not None:
-        from gentool.probe import evaluate_probe
-
-        _positive("--probe", probe)
-        extra.update(evaluate_probe(Path(run), probe, data, split, device.value, limit, seed))
-    result = run_evaluation(Path(run), data, split, iw_samples, device.value, limit, seed, noise_level=noise_level)
-    result.update(extra)
+    result = run_evaluation(Path(run), data, split, device.value, limit, seed, anomaly, probe,
+                            iw_samples=iw_samples, noise_level=noise_level)
     if as_json:
         _print_json(result)
         return
@@ -216,21 +210,24 @@ def export(
     _needs_torch("export")
     if not onnx:
         raise UsageError("choose an export format: --onnx")
-    from gentool import checkpoint
+    from gentool import checkpoint, runs
     from gentool.export import OPSET, export as run_export
 
     path = Path(run)
     if not path.exists():
-        runs = [p for p in Path("runs").glob(f"{run}-*") if (p / checkpoint.WEIGHTS).is_file()]
-        if "/" in run or not runs:
-            raise UsageError(f"'{run}' is not a run directory or checkpoint, and no run of a model '{run}' is in runs/")
-        path = max(runs, key=lambda p: p.stat().st_mtime)
+        path = runs.newest(run, checkpoint.WEIGHTS, "a checkpoint")
     model, meta = checkpoint.load(path)
     target = out or (path if path.is_dir() else path.parent)
     differences = run_export(model, meta, target, opset or OPSET)
     for role, diff in differences.items():
         _err(f"{role}: {target / (role + '.onnx')}  max |torch - onnxruntime| = {diff:.1e}")
     print(target)
+
+
+def _verb(art, verb: str):
+    from gentool.runtime import verbs
+
+    return verbs.find(art, verb)
 
 
 @app.command()
@@ -243,10 +240,9 @@ def sample(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Draw new images from the model (a grid PNG)."""
-    from gentool.runtime import pipelines
-
     _positive("-n", n)
-    _write(pipelines.sample(_artifact(artifact, device), n, seed), out, nrow)
+    art = _artifact(artifact, device)
+    _write(_verb(art, "sample")(art, n, seed), out, nrow)
 
 
 @app.command()
@@ -257,10 +253,9 @@ def reconstruct(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Encode and decode images; several inputs give a grid in input order."""
-    from gentool.runtime import pipelines
-
     art = _artifact(artifact, device)
-    _write(pipelines.reconstruct(art, _read(art, inputs)), out)
+    run = _verb(art, "reconstruct")
+    _write(run(art, _read(art, inputs)), out)
 
 
 class CodeFormat(str, Enum):
@@ -280,12 +275,11 @@ def encode(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Latent codes of images: JSON lines (one per input), CSV, or .npy."""
-    from gentool.runtime import codes, pipelines
+    from gentool.runtime import codes
 
     art = _artifact(artifact, device)
-    outputs = pipelines.encode(art, _read(art, inputs))
-    chosen = "json" if as_json else fmt.value
-    codes.write(outputs, inputs, out, chosen)
+    run = _verb(art, "encode")
+    codes.write(run(art, _read(art, inputs)), inputs, out, "json" if as_json else fmt.value)
 
 
 @app.command()
@@ -297,10 +291,19 @@ def decode(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Images from latent codes (one code: one image; several: a grid)."""
-    from gentool.runtime import codes, pipelines
+    from gentool.runtime import codes
 
     art = _artifact(artifact, device)
-    _write(pipelines.decode(art, codes.read(codes_in)), out, nrow)
+    run = _verb(art, "decode")
+    _write(run(art, codes.read(codes_in)), out, nrow)
+
+
+def _int_pair(option: str, text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(s) for s in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} takes two integers 'A,B', got '{text}'") from None
+    return a, b
 
 
 @app.command()
@@ -309,28 +312,26 @@ def interpolate(
     ends: Annotated[Optional[list[str]], typer.Argument(metavar="[A B]", help="Two images to go between.")] = None,
     seeds: Annotated[Optional[str], typer.Option(help="Instead of images: two seeds 'A,B' whose prior draws are the ends.")] = None,
     steps: Annotated[int, typer.Option(help="Images in the strip, both ends included.")] = 8,
+    slerp: Annotated[bool, typer.Option("--slerp", help="Spherical interpolation (keeps Gaussian codes at a typical norm).")] = False,
     out: OutOpt = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
-    """A strip of images decoded along the line between two latent codes."""
-    from gentool.runtime import pipelines
+    """A strip of images decoded along the line (or great circle) between two latent codes."""
+    from gentool.runtime import latent
 
     if steps < 2:
         raise UsageError(f"--steps must be at least 2, got {steps}")
     art = _artifact(artifact, device)
+    run = _verb(art, "interpolate")
     if seeds is not None:
         if ends:
             raise UsageError("give two images or --seeds, not both")
-        try:
-            a, b = (int(s) for s in seeds.split(","))
-        except ValueError:
-            raise UsageError(f"--seeds takes two integers 'A,B', got '{seeds}'") from None
-        start, end = (pipelines.latent_draws(art, 1, s, "interpolate --seeds")[0] for s in (a, b))
+        start, end = latent.seed_codes(art, list(_int_pair("--seeds", seeds)), "interpolate --seeds")
     else:
         if not ends or len(ends) != 2:
             raise UsageError("interpolate needs two images A B (or --seeds A,B)")
-        start, end = pipelines.codes_of(art, _read(art, ends))
-    _write(pipelines.interpolate(art, start, end, steps), out, nrow=steps)
+        start, end = latent.code_of(_verb(art, "encode")(art, _read(art, ends)))
+    _write(run(art, start, end, steps, slerp), out, nrow=steps)
 
 
 @app.command()
@@ -342,17 +343,12 @@ def manifold(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """The learned-manifold picture: decoded prior quantiles over two latent dimensions."""
-    from gentool.runtime import pipelines
+    from gentool.runtime import latent
 
     art = _artifact(artifact, device)
-    if dims is None:
-        pair = pipelines.most_active_dims(art)
-    else:
-        try:
-            pair = tuple(int(d) for d in dims.split(","))
-        except ValueError:
-            raise UsageError(f"--dims takes two integers 'I,J', got '{dims}'") from None
-    _write(pipelines.manifold(art, size, pair), out, nrow=size)
+    run = _verb(art, "manifold")
+    pair = latent.most_active_dims(art) if dims is None else _int_pair("--dims", dims)
+    _write(run(art, size, pair), out, nrow=size)
     if dims is None:
         _err(f"manifold: dims {pair[0]},{pair[1]}")
 
@@ -367,11 +363,10 @@ def score(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Anomaly score per image, higher = more anomalous: -ELBO in nats (Bernoulli VAE), else reconstruction MSE."""
-    from gentool.runtime import pipelines
-
     _positive("--samples", samples)
     art = _artifact(artifact, device)
-    scores, kind = pipelines.anomaly_scores(art, _read(art, inputs), seed, samples)
+    run = _verb(art, "score")
+    scores, kind = run(art, _read(art, inputs), seed, samples)
     for name, value in zip(inputs, scores):
         print(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}")
     if not as_json:
@@ -387,12 +382,11 @@ def denoise(
 ) -> None:
     """Remove noise from an image of any size; a grayscale model (like the bundled one) denoises each
     channel of a colour image as a grayscale image."""
-    from gentool.runtime import pipelines
+    from gentool.runtime import image_to_image
 
-    art = _artifact(model or str(pipelines.bundled_denoiser()), device)
-    art.require("denoiser", "denoise")
-    x = _read_any_size(art, image)
-    _write(pipelines.denoise(art, x)[None], out)
+    art = _artifact(model or str(image_to_image.bundled_denoiser()), device)
+    run = _verb(art, "denoise")
+    _write(run(art, _read_any_size(art, image))[None], out)
 
 
 @app.command()
@@ -405,14 +399,13 @@ def upscale(
 ) -> None:
     """Enlarge an image of any size with a super-resolution model; a grayscale model (like the bundled
     one) upscales each channel of a colour image as a grayscale image."""
-    from gentool.runtime import pipelines
+    from gentool.runtime import image_to_image
 
     if factor is not None and factor < 2:
         raise UsageError(f"--factor must be at least 2, got {factor}")
-    art = _artifact(model or str(pipelines.bundled_upscaler(factor or 2)), device)
-    art.require("upscaler", "upscale")
-    x = _read_any_size(art, image)
-    _write(pipelines.upscale(art, x, factor)[None], out)
+    art = _artifact(model or str(image_to_image.bundled_upscaler(factor or 2)), device)
+    run = _verb(art, "upscale")
+    _write(run(art, _read_any_size(art, image), factor)[None], out)
 
 
 def main() -> None:

@@ -1,15 +1,18 @@
 """torch -> ONNX, one file per graph role, with gentool metadata and a parity check.
 
-Each graph is exported with a batch of 2 and a dynamic batch axis (and any other dynamic axes it
-names, e.g. a denoiser's height and width), checked with `onnx.checker`, then run by onnxruntime on
-a batch of 3 fixed inputs (other dynamic axes one multiple longer) and compared with torch; past the
-role's tolerance the export fails and nothing is written.
+Each graph is exported with a batch of 2, one batch axis shared by all its inputs and any other
+dynamic axes an input names (e.g. a denoiser's height and width), checked with `onnx.checker`, then
+run by onnxruntime on a batch of 3 (other dynamic axes one multiple longer) of fresh inputs: floats
+uniform in [0, 1), integers uniform below their `int_bounds`, so every row differs. It is compared
+with torch; past the role's tolerance, or on a non-finite output, the export fails and nothing is
+written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -19,6 +22,7 @@ import torch
 
 from gentool.errors import GentoolError
 from gentool.files import atomic_write
+from gentool.graphs import metadata
 
 OPSET = 18
 
@@ -37,67 +41,54 @@ def _quiet():
             logger.setLevel(level)
 
 
-def metadata(model, meta: dict, role: str) -> dict[str, str]:
-    import onnxruntime
-
-    import gentool
-
-    return {
-        "gentool.model": meta["model"],
-        "gentool.role": role,
-        "gentool.version": gentool.__version__,
-        "gentool.image_shape": ",".join(map(str, model.image_shape)),
-        "gentool.value_range": "0,1",
-        "gentool.data": meta.get("data", ""),
-        "gentool.opset": str(OPSET),
-        "gentool.onnxruntime_tested": onnxruntime.__version__,
-        **{f"gentool.{k}": v for k, v in model.graph_metadata().items()},
-    }
-
-
 def _to_onnx(graph, opset: int):
     import onnx
 
-    dims = {}
-    for axis, multiple in graph.dynamic_axes.items():
-        dim = torch.export.Dim("batch" if axis == 0 else f"axis{axis}", min=1)
-        dims[axis] = dim if multiple == 1 else multiple * dim
+    batch = torch.export.Dim("batch", min=1)
+    shapes = []
+    for name in graph.input_names:
+        dims = {0: batch}
+        for axis, multiple in graph.axes(name).items():
+            if axis:
+                dims[axis] = multiple * torch.export.Dim(f"{name}_axis{axis}", min=1)
+        shapes.append(dims)
     with _quiet():
         program = torch.onnx.export(
-            graph.module,
-            graph.inputs,
-            input_names=graph.input_names,
-            output_names=graph.output_names,
-            dynamic_shapes=tuple(dict(dims) for _ in graph.inputs),
-            opset_version=opset,
-            dynamo=True,
-            external_data=False,
-            verbose=False,
+            graph.module, graph.inputs, input_names=graph.input_names, output_names=graph.output_names,
+            dynamic_shapes=tuple(shapes), opset_version=opset, dynamo=True, external_data=False, verbose=False,
         )
     proto = program.model_proto
     onnx.checker.check_model(proto)
     return proto
 
 
-def _parity_shape(graph, t: torch.Tensor) -> tuple[int, ...]:
-    """Batch 3, and every other dynamic axis one multiple longer than traced, proving them dynamic."""
-    return (3, *(s + graph.dynamic_axes.get(axis, 0) for axis, s in enumerate(t.shape) if axis > 0))
+def parity_inputs(graph, batch: int = 3) -> list[torch.Tensor]:
+    """Fresh inputs: `batch` rows, every other dynamic axis one multiple longer than traced."""
+    generator = torch.Generator().manual_seed(0)
+    out = []
+    for name, t in zip(graph.input_names, graph.inputs):
+        extra = graph.axes(name)
+        shape = (batch, *(s + (extra.get(axis, 0) if axis else 0) for axis, s in enumerate(t.shape) if axis))
+        if t.is_floating_point():
+            out.append(torch.rand(shape, generator=generator, dtype=t.dtype))
+        else:
+            if name not in graph.int_bounds:
+                raise GentoolError(f"integer input '{name}' has no bound in Graph.int_bounds")
+            out.append(torch.randint(0, graph.int_bounds[name], shape, generator=generator, dtype=t.dtype))
+    return out
 
 
 def _max_difference(graph, proto) -> float:
     import onnxruntime
 
-    generator = torch.Generator().manual_seed(0)
-    inputs = [
-        torch.rand(_parity_shape(graph, t), generator=generator) if t.is_floating_point() else t[:1].repeat(3, *[1] * (t.dim() - 1))
-        for t in graph.inputs
-    ]
+    inputs = parity_inputs(graph)
     with torch.no_grad():
         expected = graph.module(*inputs)
     expected = expected if isinstance(expected, tuple) else (expected,)
     session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     got = session.run(None, {n: t.numpy() for n, t in zip(graph.input_names, inputs)})
-    return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got))
+    differences = [np.abs(e.numpy() - g) for e, g in zip(expected, got)]
+    return max(float(d.max()) if np.isfinite(d).all() else float("inf") for d in differences)
 
 
 def export(model, meta: dict, out_dir: Path, opset: int = OPSET) -> dict[str, float]:
@@ -110,13 +101,13 @@ def export(model, meta: dict, out_dir: Path, opset: int = OPSET) -> dict[str, fl
         graph.module.eval()
         proto = _to_onnx(graph, opset)
         differences[role] = _max_difference(graph, proto)
-        if differences[role] > graph.tolerance:
+        if not differences[role] <= graph.tolerance:
             raise GentoolError(
                 f"export of '{role}' failed its parity check: onnxruntime differs from torch by "
                 f"{differences[role]:.2e} (tolerance {graph.tolerance:.0e})"
             )
         for key, value in metadata(model, meta, role).items():
-            proto.metadata_props.add(key=key, value=value)
+            proto.metadata_props.add(key=f"gentool.{key}", value=json.dumps(value))
         protos[role] = proto
     for role, proto in protos.items():
         atomic_write(out_dir / f"{role}.onnx", proto.SerializeToString())

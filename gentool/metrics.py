@@ -71,6 +71,12 @@ def ssim(x, y, data_range: float = 1.0) -> np.ndarray:
     return ssim_map.mean(axis=(1, 2, 3))
 
 
+def reconstruction(x, x_hat) -> dict[str, np.ndarray]:
+    """The reconstruction metrics of every autoencoder-like model, per image: `mse` per pixel, `bce`
+    in nats summed over the pixels (x_hat as Bernoulli means), `psnr_db` and `ssim`."""
+    return {"mse": mse(x, x_hat), "bce": bce_nats(x_hat, x), "psnr_db": psnr_db(x, x_hat), "ssim": ssim(x, x_hat)}
+
+
 def auroc(scores, positive) -> float:
     """Area under the ROC curve: the probability that a positive scores above a negative, ties
     counting one half. Computed from ranks (the Mann-Whitney U statistic), tied scores sharing

@@ -14,26 +14,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gentool import checkpoint, data as datasets, metrics
-from gentool.devices import torch_device
+from gentool import data as datasets, metrics
 from gentool.errors import UsageError
 from gentool.kmeans import kmeans
-from gentool.train import batches_of
 
 L2 = 0.01
-BATCH = 500
-
-
-@torch.no_grad()
-def codes_of(model, images_u8: np.ndarray, device) -> np.ndarray:
-    x = torch.from_numpy(images_u8).to(device)
-    return torch.cat([model.posterior_mean(b).flatten(1).cpu() for b in batches_of(x, BATCH)]).double().numpy()
 
 
 def per_class_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -76,22 +65,23 @@ def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
         return float(((b @ weight + bias).argmax(1).numpy() == test_y).mean())
 
 
-def evaluate_probe(path: Path, per_class: int, data: str | None = None, split: str = "test", device: str = "auto",
-                   limit: int | None = None, seed: int = 0) -> dict:
-    """`probe_per_class`, `probe_accuracy`, `pixel_probe_accuracy`, `cluster_nmi`, `pixel_cluster_nmi`."""
-    dev = torch_device(device)
-    model, meta = checkpoint.load(path, dev)
-    if not hasattr(model, "posterior_mean"):
+def evaluate_probe(model, meta: dict, dataset, per_class: int, data: str | None = None, seed: int = 0) -> dict:
+    """`probe_per_class`, `probe_accuracy`, `pixel_probe_accuracy`, `cluster_nmi`, `pixel_cluster_nmi`
+    for a model and an evaluation split (`dataset`); the probe trains on `data`'s training split."""
+    from gentool.graphs import TorchGraphs
+    from gentool.runtime import latent, verbs
+
+    if per_class < 1:
+        raise UsageError(f"--probe must be at least 1, got {per_class}")
+    graphs = TorchGraphs(model.eval(), meta)
+    if not verbs.supports(graphs, "encode"):
         raise UsageError(f"--probe needs a model with codes; a {meta['model']} model has none")
-    source = data or meta["data"]
-    train, test = datasets.load(source, "train"), datasets.load(source, split, limit)
+    train, test = datasets.load(data or meta["data"], "train"), dataset
     if train.labels is None or test.labels is None:
-        raise UsageError(f"--probe needs labelled data; '{source}' has no labels")
-    if list(test.image_shape) != list(meta["image_shape"]):
-        raise UsageError(f"'{source}' has images of shape {list(test.image_shape)}, the model expects {meta['image_shape']}")
+        raise UsageError(f"--probe needs labelled data; '{test.name}' has no labels")
     chosen = per_class_sample(train.labels, per_class, seed)
     train_y, test_y = train.labels[chosen], test.labels
-    train_codes, test_codes = codes_of(model, train.images[chosen], dev), codes_of(model, test.images, dev)
+    train_codes, test_codes = (latent.codes(graphs, x / np.float32(255)).astype(np.float64) for x in (train.images[chosen], test.images))
     train_pixels, test_pixels = (x.reshape(len(x), -1) / 255.0 for x in (train.images[chosen], test.images))
     k = len(np.unique(train.labels))
     return {

@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gentool import checkpoint, data as datasets, images
+from gentool import checkpoint, data as datasets, images, runs
 from gentool.devices import torch_device
 from gentool.errors import UsageError
+from gentool.graphs import TorchGraphs
 
-GRID_SIZE = 64
+PREVIEW_IMAGES = 32  # test images shown in the per-epoch reconstruction grids
+PRIOR_IMAGES = 10_000  # training images handed to `after_epoch` (the AE fits its prior on their codes)
 
 
 @dataclass
@@ -46,15 +48,6 @@ class Options:
     binarize: bool = False
     hparam_args: tuple[str, ...] = ()
     classes: str | None = None  # e.g. "3" or "3,5": train on these labels only
-
-
-def new_run_dir(model: str, data_name: str, root: Path = Path("runs")) -> Path:
-    base = root / f"{model}-{data_name}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -114,8 +107,20 @@ def training_set(data: str, limit: int | None, classes: str | list[int] | None):
     return replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep]), classes
 
 
-def _float_stats(losses: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {k: float(v.detach()) for k, v in losses.items()}
+def train_step(model, nets: dict, optimizers: dict, x, y, step: int) -> dict[str, float]:
+    """One global step: for each phase the family names, its losses, zero-grad, backward and the
+    phase's optimizer step. Returns the losses as floats (`<phase>_<name>` when there are several
+    optimizers)."""
+    record = {}
+    for phase in model.phases(step):
+        losses = model.phase_losses(phase, nets, x, y, step)
+        optimizer = optimizers[phase]
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        for k, v in losses.items():
+            record[k if len(optimizers) == 1 else f"{phase}_{k}"] = float(v.detach())
+    return record
 
 
 class Reporter:
@@ -168,7 +173,7 @@ def _setup(opts: Options):
         cls, hparams = zoo.get(start_meta["model"]), start_meta["hparams"]
     else:
         cls = zoo.get(opts.model)
-        hparams = {**cls.defaults, **zoo.parse_hparams(cls, list(opts.hparam_args))}
+        hparams = zoo.parse_hparams(cls, list(opts.hparam_args))
     asked = {"epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr}
     train_cfg = {k: cls.train_defaults[k] if v is None else v for k, v in asked.items()}
     for key, value in train_cfg.items():
@@ -179,19 +184,21 @@ def _setup(opts: Options):
         raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{train_cfg['lr_schedule']}'")
     if opts.data is None:
         raise UsageError("--data is required (e.g. --data mnist)")
-    train_set, classes = training_set(opts.data, opts.limit, opts.classes)
+    train_set, kept = training_set(opts.data, opts.limit, opts.classes)
     torch.manual_seed(opts.seed)
-    model = cls(tuple(train_set.image_shape), hparams)
+    classes = len(train_set.classes) if train_set.classes else None
+    model = cls(tuple(train_set.image_shape), hparams, classes)
     meta = {
         "model": cls.name,
         "hparams": model.hparams,  # with the defaults a family resolves from its other options
-        "train": {**train_cfg, "binarize": opts.binarize, "limit": opts.limit, "classes": classes,
+        "train": {**train_cfg, "binarize": opts.binarize, "limit": opts.limit, "classes": kept,
                   "init": str(opts.init) if opts.init else None},
         "image_shape": list(train_set.image_shape),
         "data": opts.data,
         "data_name": train_set.name,
         "data_stats": datasets.pixel_stats(train_set.images),
-        "classes": len(train_set.classes) if train_set.classes else None,
+        "classes": classes,
+        "class_names": train_set.classes,
         "seed": opts.seed,
         "epoch": 0,
         "step": 0,
@@ -201,7 +208,7 @@ def _setup(opts: Options):
             model.load_state_dict(start.state_dict())
         except RuntimeError:
             raise UsageError(f"cannot start from '{opts.init}': its weights do not fit images of shape {meta['image_shape']}") from None
-    run_dir = Path(opts.out) if opts.out else new_run_dir(cls.name, train_set.name)
+    run_dir = Path(opts.out) if opts.out else runs.new_run_dir(cls.name, train_set.name)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"'{run_dir}' already exists and is not empty; choose another --out or use --resume")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -223,27 +230,13 @@ def evaluate_losses(model, test_u8, labels, batch_size: int, binarize: bool, see
     return {k: v / len(test_u8) for k, v in sums.items()}
 
 
-@torch.no_grad()
-def write_grids(model, run_dir: Path, epoch: int, test_u8: torch.Tensor, seed: int) -> None:
-    """Samples from the prior and test reconstructions (originals above, reconstructions below)."""
+def write_grids(model, graphs, run_dir: Path, epoch: int, test_images: np.ndarray, seed: int) -> None:
+    """The family's preview (`model.preview`) over `graphs`, one PNG grid per name."""
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
     grid_dir = run_dir / "grids"
     grid_dir.mkdir(exist_ok=True)
-    if hasattr(model, "prior_mean"):
-        eps = torch.randn(GRID_SIZE, model.prior_mean.numel(), generator=generator, dtype=torch.float64)
-        mean, cov = model.prior_mean.double().cpu(), model.prior_cov.double().cpu()
-        z = mean + eps @ torch.linalg.cholesky(cov).T
-        x = model.decode(z.float().to(test_u8.device))
-        images.write_image(images.make_grid(x.cpu().numpy(), nrow=8), str(grid_dir / f"samples-{epoch:03d}.png"))
-    if hasattr(model, "reconstruct"):
-        x = test_u8[:32].float() / 255
-        if hasattr(model, "corrupt"):  # a denoiser: show its corrupted inputs above its outputs
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                x = model.corrupt(x)
-        both = torch.cat([x, model.reconstruct(x)]).cpu().numpy()
-        images.write_image(images.make_grid(both, nrow=8), str(grid_dir / f"reconstructions-{epoch:03d}.png"))
+    for name, batch in model.preview(graphs, test_images, seed).items():
+        images.write_image(images.make_grid(batch, nrow=8), str(grid_dir / f"{name}-{epoch:03d}.png"))
     model.train()
 
 
@@ -295,9 +288,9 @@ def run(opts: Options) -> Path:
     meta["train"]["epochs"] = epochs
     bs, seed, binarize = cfg["batch_size"], meta["seed"], cfg["binarize"]
 
-    test_set = datasets.load(meta["data"], "test", cfg["limit"])
-    if list(train_set.image_shape) != meta["image_shape"]:
-        raise UsageError(f"data '{meta['data']}' no longer has the image shape {meta['image_shape']} of this run")
+    datasets.check_shape(train_set, meta["image_shape"])
+    test_set = datasets.check_shape(datasets.load(meta["data"], "test", cfg["limit"]), meta["image_shape"])
+    preview_images = test_set.images[:PREVIEW_IMAGES] / np.float32(255)
     train_u8 = torch.from_numpy(train_set.images).to(device)
     test_u8 = torch.from_numpy(test_set.images).to(device)
     train_y = torch.from_numpy(train_set.labels).to(device) if train_set.labels is not None else None
@@ -306,6 +299,7 @@ def run(opts: Options) -> Path:
     # NHWC weights and batches let oneDNN (and cuDNN) pick their fast conv kernels: a width-24 dae step
     # took 4.2 instead of 5.4 ms per image on two CPU cores. A no-op for dense models.
     model.to(device, memory_format=torch.channels_last).train()
+    nets = model.networks()
     optimizers = model.configure_optimizers(cfg["lr"])
     start_epoch, start_step, sums = meta["epoch"], 0, {}
     if state:
@@ -349,13 +343,14 @@ def run(opts: Options) -> Path:
                 x = train_u8[idx].float().div_(255).contiguous(memory_format=torch.channels_last)
                 if binarize:
                     x = torch.bernoulli(x)
-                losses = _float_stats(model.train_step(x, train_y[idx] if train_y is not None else None, optimizers))
+                y = train_y[idx] if train_y is not None else None
+                losses = train_step(model, nets, optimizers, x, y, epoch * steps + step)
                 if not all(math.isfinite(v) for v in losses.values()):
                     raise UsageError(f"training diverged at epoch {epoch + 1}, step {step + 1}; try a lower --lr")
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v * len(idx)
                 step += 1
-                reporter.step(f"epoch {epoch + 1}/{epochs}", f"loss {losses['loss']:.3f}")
+                reporter.step(f"epoch {epoch + 1}/{epochs}", _loss_status(losses))
                 if interrupted():
                     reporter.close()
                     save(epoch, step, sums)
@@ -368,19 +363,27 @@ def run(opts: Options) -> Path:
             row.update({f"test_{k}": v for k, v in evaluate_losses(model, test_u8, test_y, 500, binarize, seed).items()})
             row["seconds"] = round(seconds, 3)
             rows.append(row)
-            if hasattr(model, "fit_prior"):
-                model.fit_prior(batches_of(train_u8[:10000], 500))
-            write_grids(model, run_dir, epoch + 1, test_u8, seed)
+            model.after_epoch(batches_of(train_u8[:PRIOR_IMAGES], 500))
+            write_grids(model, TorchGraphs(model, meta), run_dir, epoch + 1, preview_images, seed)
             _write_metrics(run_dir, rows)
             save(epoch + 1, 0, {})
-            reporter.epoch(
-                f"epoch {epoch + 1}/{epochs}  train_loss {row['train_loss']:.3f}  test_loss {row['test_loss']:.3f}  {seconds:.1f}s"
-            )
+            train_status = _loss_status({k[6:]: v for k, v in row.items() if k.startswith("train_")})
+            test_status = _loss_status({k[5:]: v for k, v in row.items() if k.startswith("test_")})
+            reporter.epoch(f"epoch {epoch + 1}/{epochs}  train {train_status}  test {test_status}  {seconds:.1f}s")
     reporter.close()
 
     from gentool.export import export
+    from gentool.runtime.artifact import Artifact
 
     differences = export(model, meta, run_dir)
     worst = max(differences.values(), default=0.0)
     print(f"exported {', '.join(differences)} to {run_dir} (max |torch - onnxruntime| {worst:.1e})", file=sys.stderr)
+    # The last grids again, from the exported graphs: byte for byte what `gentool sample RUN` draws.
+    write_grids(model, Artifact(str(run_dir), "cpu"), run_dir, epochs, preview_images, seed)
     return run_dir
+
+
+def _loss_status(losses: dict[str, float]) -> str:
+    """`loss 1.234`, or each phase's loss for a family with several optimizers."""
+    shown = {k: v for k, v in losses.items() if k == "loss"} or {k: v for k, v in losses.items() if k.endswith("_loss")}
+    return "  ".join(f"{k} {v:.3f}" for k, v in shown.items())

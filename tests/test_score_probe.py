@@ -94,14 +94,16 @@ def test_one_class_protocol_probe_and_compression_ratio(one_class_run, runs):
         assert 0.1 < result[key] <= 1, key
     assert result["compression_ratio"] == 784 / (8 * 4)
     with pytest.raises(UsageError, match="trained on some classes only"):
-        evaluate_anomaly(runs["vae"])
+        evaluate_anomaly(*checkpoint.load_with_split(runs["vae"], None, "test", 5))
 
 
 def test_evaluate_scores_are_the_score_verbs(runs, tmp_path):
     """`evaluate --anomaly` and `score` compute the same seeded numbers."""
+    from gentool import checkpoint
     from gentool.anomaly import split_scores
 
-    expected, kind, dataset = split_scores(runs["vae"], None, "test", "cpu", 5, seed=7)
+    model, meta, dataset = checkpoint.load_with_split(runs["vae"], None, "test", 5)
+    expected, kind = split_scores(model, meta, dataset, seed=7)
     paths = []
     for i, image in enumerate(dataset.images):
         paths.append(tmp_path / f"{i}.png")
@@ -115,11 +117,11 @@ def test_score_is_the_neg_elbo_of_the_torch_model(runs):
     import torch
 
     from gentool import checkpoint, data
-    from gentool.runtime import pipelines
+    from gentool.runtime import latent
     from gentool.runtime.artifact import Artifact
 
     x = data.load("mnist", "test", 20).images / np.float32(255)
-    scores, _ = pipelines.anomaly_scores(Artifact(str(runs["vae"]), "cpu"), x, seed=0, samples=100)
+    scores, _ = latent.score(Artifact(str(runs["vae"]), "cpu"), x, seed=0, samples=100)
     model, _ = checkpoint.load(runs["vae"])
     torch.manual_seed(0)
     with torch.no_grad():
@@ -149,7 +151,7 @@ def _set_meta(path, key, value):
     onnx.save(proto, path)
 
 
-@pytest.mark.parametrize("likelihood", ["gaussian", None])
+@pytest.mark.parametrize("likelihood", ['"gaussian"', None])
 def test_score_falls_back_to_reconstruction_error(runs, digits, tmp_path, likelihood):
     """A Gaussian decoder (or an export from before `gentool.likelihood`) gives no Bernoulli -ELBO."""
     for role in ("encoder", "decoder"):
@@ -167,7 +169,7 @@ def test_score_with_a_denoiser_alone(digits, tmp_path):
     graph = helper.make_graph([helper.make_node("Mul", ["x", "half"], ["y"])], "halve", [x], [y], [half])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     proto.ir_version = 9
-    for key, value in {"gentool.model": "dae", "gentool.role": "denoiser", "gentool.image_shape": "1,28,28"}.items():
+    for key, value in {"gentool.model": '"dae"', "gentool.role": '"denoiser"', "gentool.image_shape": "[1, 28, 28]"}.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, tmp_path / "denoiser.onnx")
     row = json.loads(gentool("score", tmp_path / "denoiser.onnx", digits[0], "--json", torch_free=True).stdout)

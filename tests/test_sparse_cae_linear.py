@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import gentool
 from gentool import checkpoint, data as datasets, evaluate, images, train as training, zoo
 from gentool.errors import UsageError
-from gentool.zoo.cae import exact_jacobian_fro
+from gentool.zoo.cae import JACOBIAN_IMAGES, exact_jacobian_fro
 from gentool.zoo.sparse_ae import sparsity_penalty
 
 LINEAR = ("--arch", "linear", "--loss", "mse", "--latent-dim", "8")
@@ -59,7 +59,7 @@ def test_sparsity_penalties():
     losses = model.losses(torch.rand(4, 1, 28, 28))
     assert torch.allclose(losses["loss"], losses["reconstruction"] + 2 * losses["sparsity"])
     with torch.no_grad():
-        codes = model.code_activations(torch.rand(4, 1, 28, 28))
+        codes = model.encode(torch.rand(4, 1, 28, 28))
     assert codes.shape == (4, 32) and 0 < float(codes.min()) and float(codes.max()) < 1
 
 
@@ -147,7 +147,7 @@ def test_evaluate_reports_sparsity_and_the_jacobian(tiny_runs):
     cae = evaluate.evaluate(tiny_runs["cae"], limit=300, device="cpu")
     assert BASIC | JACOBIAN <= set(cae) and not SPARSITY & set(cae)
     model, _ = checkpoint.load(tiny_runs["cae"])
-    first = torch.from_numpy(datasets.load("mnist", "test", evaluate.JACOBIAN_IMAGES).images).float() / 255
+    first = torch.from_numpy(datasets.load("mnist", "test", JACOBIAN_IMAGES).images).float() / 255
     with torch.no_grad():
         assert cae["jacobian_fro"] == pytest.approx(float(model.jacobian_fro(first).mean()), rel=1e-5)
     linear = set(evaluate.evaluate(tiny_runs["linear"], limit=300, device="cpu"))

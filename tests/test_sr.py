@@ -14,7 +14,7 @@ from conftest import gentool, png, psnr
 from gentool import data, zoo
 from gentool.cli import main
 from gentool.errors import UsageError
-from gentool.runtime import pipelines
+from gentool.runtime import image_to_image
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_shrink_is_8_bit_and_an_untrained_correction_is_bicubic():
 def test_graph_upscales_any_even_size(sr):
     session = onnxruntime.InferenceSession(str(sr / "upscaler.onnx"), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
-    assert meta["gentool.role"] == "upscaler" and meta["gentool.factor"] == "2" and meta["gentool.size_multiple"] == "2"
+    assert meta["gentool.role"] == '"upscaler"' and meta["gentool.factor"] == "2" and meta["gentool.size_multiple"] == "2"
     out = session.run(None, {"x": np.random.default_rng(0).random((2, 1, 8, 12), np.float32)})[0]
     assert out.shape == (2, 1, 16, 24) and out.min() >= 0 and out.max() <= 1
 
@@ -104,7 +104,7 @@ def test_upscale_bad_input(sr, runs, digit_pair):
 
 
 def test_upscale_without_the_bundled_model_asks_for_one(monkeypatch, capsys, tmp_path, digit_pair):
-    monkeypatch.setattr(pipelines, "BUNDLED_UPSCALERS", {2: tmp_path / "upscaler-x2.onnx"})
+    monkeypatch.setattr(image_to_image, "BUNDLED_UPSCALERS", {2: tmp_path / "upscaler-x2.onnx"})
     monkeypatch.setattr(sys, "argv", ["gentool", "upscale", str(digit_pair[1])])
     with pytest.raises(SystemExit) as exit_info:
         main()

@@ -83,7 +83,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch, s
     straight = training.run(tiny(tmp_path, "straight", lr_schedule=schedule))
     from gentool.zoo.vae import VAE
 
-    original, calls = VAE.train_step, []
+    original, calls = VAE.phase_losses, []
 
     def interrupt_at_step_5(self, *args):
         calls.append(1)
@@ -91,12 +91,12 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch, s
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, *args)
 
-    monkeypatch.setattr(VAE, "train_step", interrupt_at_step_5)
+    monkeypatch.setattr(VAE, "phase_losses", interrupt_at_step_5)
     with pytest.raises(SystemExit) as stop:
         training.run(tiny(tmp_path, "interrupted", lr_schedule=schedule))
     assert stop.value.code == 130
     assert checkpoint.read_meta(tmp_path / "interrupted")["step"] == 2  # 3 steps an epoch: epoch 2, step 2
-    monkeypatch.setattr(VAE, "train_step", original)
+    monkeypatch.setattr(VAE, "phase_losses", original)
     resumed = training.run(training.Options(model="", resume=tmp_path / "interrupted", device="cpu"))
     assert_same_weights(straight, resumed)
     assert checkpoint.read_meta(resumed)["train"]["lr_schedule"] == schedule
@@ -161,9 +161,9 @@ def test_export_writes_checked_graphs_with_metadata(runs, tmp_path):
         proto = onnx.load(tmp_path / "exp" / f"{role}.onnx")
         onnx.checker.check_model(proto)
         meta = {p.key: p.value for p in proto.metadata_props}
-        assert meta["gentool.model"] == "vae" and meta["gentool.role"] == role
-        assert meta["gentool.image_shape"] == "1,28,28" and meta["gentool.value_range"] == "0,1"
-        assert meta["gentool.latent_dim"] == "20" and meta["gentool.version"]
+        meta = {k: json.loads(v) for k, v in meta.items()}
+        assert meta["gentool.model"] == "vae" and meta["gentool.role"] == role and meta["gentool.classes"] == [str(d) for d in range(10)]
+        assert meta["gentool.image_shape"] == [1, 28, 28] and meta["gentool.latent_dim"] == 20 and meta["gentool.version"]
     session = onnxruntime.InferenceSession(str(tmp_path / "exp" / "decoder.onnx"), providers=["CPUExecutionProvider"])
     z = np.random.default_rng(0).standard_normal((5, 20)).astype(np.float32)
     with torch.no_grad():

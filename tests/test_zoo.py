@@ -79,7 +79,7 @@ def test_ae_prior_fits_the_codes():
     torch.manual_seed(0)
     model = zoo.get("ae")((1, 28, 28), {"arch": "mlp", "latent_dim": 4}).eval()
     x = torch.rand(256, 1, 28, 28)
-    model.fit_prior([x[:128], x[128:]])
+    model.after_epoch([x[:128], x[128:]])
     codes = model.posterior_mean(x).detach()
     assert torch.allclose(model.prior_mean.float(), codes.mean(0), atol=1e-5)
     assert torch.allclose(model.prior_cov.float(), torch.cov(codes.T), atol=1e-5)

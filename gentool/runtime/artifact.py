@@ -1,7 +1,14 @@
-"""Find a model's ONNX graphs (run dir, export dir, single .onnx, bare model name) and run them.
+"""A model's graphs by role, and what the samplers see of them.
 
-A graph is never run without its metadata: a file lacking `gentool.model`/`gentool.role` is refused.
-Sessions are opened lazily, one per role, so a verb loads only the graphs it needs.
+`Graphs` is the interface every sampler takes: the model's metadata (one dict, decoded from the JSON
+values every graph carries) and each role's network as a callable, feeds dict -> outputs dict. An
+`Artifact` is its onnxruntime side: the ONNX files of a run directory, an export directory, a
+single `.onnx` or a bare model name. The torch side (`gentool.graphs.TorchGraphs`) runs the same
+samplers over the torch modules, so training previews and evaluation draw exactly what the
+runtime draws.
+
+A graph is never run without its metadata: a file lacking `gentool.model`/`gentool.role` is
+refused. Sessions open lazily, one per role, so a verb loads only the graphs it needs.
 """
 
 from __future__ import annotations
@@ -11,38 +18,91 @@ from pathlib import Path
 
 import numpy as np
 
+from gentool import runs
 from gentool.errors import UsageError
 from gentool.runtime.providers import check_session, providers_for
 
-RUNS = Path("runs")
-REQUIRED = ("gentool.model", "gentool.role", "gentool.image_shape")
+PREFIX = "gentool."
+REQUIRED = ("model", "role", "image_shape")
+# onnxruntime's input types -> the numpy dtype a feed is cast to
+DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
+          "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
+BATCH = 256
 
 
-def _newest_run(name: str) -> Path:
-    candidates = [p for p in RUNS.glob(f"{name}-*") if p.is_dir() and any(p.glob("*.onnx"))]
-    if not candidates:
-        raise UsageError(f"'{name}' is not a file or directory, and no run of a model '{name}' with exported graphs is in {RUNS}/")
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+def decode_metadata(props: dict[str, str], source: str) -> dict:
+    """`gentool.*` metadata props -> {key without the prefix: JSON-decoded value}: the one reader."""
+    meta = {}
+    for key, text in props.items():
+        if key.startswith(PREFIX):
+            try:
+                meta[key[len(PREFIX):]] = json.loads(text)
+            except ValueError:
+                raise UsageError(f"'{source}': metadata {key} is not JSON (written by an older gentool?); re-export it with `gentool export`") from None
+    return meta
 
 
-class Artifact:
-    """The graphs of one trained model, by role."""
+class Graphs:
+    """Metadata and networks by role; subclasses give `roles`, `input_names(role)` and `run(role, feeds)`."""
+
+    meta: dict
+
+    @property
+    def roles(self) -> list[str]:
+        raise NotImplementedError
+
+    def input_names(self, role: str) -> list[str]:
+        raise NotImplementedError
+
+    def run(self, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def net(self, role: str):
+        """The role's network as a callable: feeds dict -> outputs dict."""
+        return lambda feeds: self.run(role, feeds)
+
+    @property
+    def model(self) -> str:
+        return self.meta["model"]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["image_shape"])
+
+    def need(self, key: str, verb: str):
+        """A metadata value a verb needs; its absence is a usage error naming the verb."""
+        if self.meta.get(key) is None:
+            raise UsageError(f"'{verb}' needs the model's {key.replace('_', ' ')}, and this {self.model} model has none")
+        return self.meta[key]
+
+
+def batched(feeds: dict[str, np.ndarray], run_batch, batch_size: int = BATCH) -> dict[str, np.ndarray]:
+    """Run `run_batch` over aligned feeds in chunks of `batch_size` rows; outputs concatenated by name."""
+    sizes = {len(v) for v in feeds.values()}
+    if len(sizes) != 1:
+        raise UsageError(f"inputs {', '.join(feeds)} must have one batch size, got {sorted(sizes)}")
+    (n,) = sizes
+    chunks = [run_batch({k: v[i : i + batch_size] for k, v in feeds.items()}) for i in range(0, n, batch_size)]
+    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+
+
+class Artifact(Graphs):
+    """The ONNX graphs of one trained model, run by onnxruntime."""
 
     def __init__(self, spec: str, device: str = "auto"):
         path = Path(spec)
         if not path.exists():
             if "/" in spec or spec.endswith(".onnx"):
                 raise UsageError(f"no such file or directory: '{spec}'")
-            path = _newest_run(spec)
+            path = runs.newest(spec, "*.onnx", "exported graphs")
         self.device = device
         self.providers = providers_for(device)
         self._sessions: dict = {}
-        self.meta: dict[str, str] = {}
+        self.meta: dict = {}
         if path.is_file():
             if path.suffix != ".onnx":
                 raise UsageError(f"'{path}' is not an .onnx file, a run directory or an export directory")
-            role = self._open(path)["gentool.role"]
-            self.files = {role: path}
+            self.files = {self._open(path)["role"]: path}
         else:
             self.files = {p.stem: p for p in sorted(path.glob("*.onnx"))}
             if not self.files:
@@ -51,7 +111,7 @@ class Artifact:
             self._open(next(iter(self.files.values())))
         self.path = path
 
-    def _open(self, file: Path) -> dict[str, str]:
+    def _open(self, file: Path) -> dict:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -61,55 +121,36 @@ class Artifact:
         except Exception as e:
             raise UsageError(f"'{file}' is not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
         check_session(session, self.device)
-        meta = session.get_modelmeta().custom_metadata_map
-        missing = [k for k in REQUIRED if k not in meta]
+        meta = decode_metadata(session.get_modelmeta().custom_metadata_map, str(file))
+        missing = [PREFIX + k for k in REQUIRED if k not in meta]
         if missing:
             raise UsageError(f"'{file}' has no gentool metadata ({', '.join(missing)}); export it with `gentool export`")
-        if self.meta and meta["gentool.model"] != self.meta["gentool.model"]:
-            raise UsageError(f"'{file}' belongs to a '{meta['gentool.model']}' model, not '{self.meta['gentool.model']}'")
-        self.meta = self.meta or dict(meta)
-        self._sessions[meta["gentool.role"]] = session
+        if self.meta and meta["model"] != self.meta["model"]:
+            raise UsageError(f"'{file}' belongs to a '{meta['model']}' model, not '{self.meta['model']}'")
+        self.meta = self.meta or {k: v for k, v in meta.items() if k != "role"}
+        self._sessions[meta["role"]] = session
         return meta
-
-    @property
-    def model(self) -> str:
-        return self.meta["gentool.model"]
 
     @property
     def roles(self) -> list[str]:
         return sorted(self.files)
 
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.meta["gentool.image_shape"].split(","))
-
-    @property
-    def latent_dim(self) -> int:
-        return int(self.meta["gentool.latent_dim"])
-
-    def prior(self, verb: str) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and covariance of the distribution codes are drawn from (for `verb`'s message)."""
-        if "gentool.prior" not in self.meta:
-            raise UsageError(f"'{verb}' draws codes from a prior, and this {self.model} model has none")
-        prior = json.loads(self.meta["gentool.prior"])
-        return np.asarray(prior["mean"], np.float64), np.asarray(prior["cov"], np.float64)
-
-    def require(self, role: str, verb: str) -> None:
-        if role not in self.files:
-            article = "an" if role[0] in "aeiou" else "a"
-            raise UsageError(f"'{verb}' needs {article} {role} graph; this {self.model} artifact has {', '.join(self.roles)}")
-
     def session(self, role: str):
         if role not in self._sessions:
             meta = self._open(self.files[role])
-            if meta["gentool.role"] != role:
-                raise UsageError(f"'{self.files[role]}' holds a {meta['gentool.role']} graph, not {role}")
+            if meta["role"] != role:
+                raise UsageError(f"'{self.files[role]}' holds a {meta['role']} graph, not {role}")
         return self._sessions[role]
 
-    def run(self, role: str, inputs: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-        """Run a one-input graph over `inputs` in batches; returns its outputs by name."""
+    def input_names(self, role: str) -> list[str]:
+        return [i.name for i in self.session(role).get_inputs()]
+
+    def run(self, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a graph on named inputs, each cast to the dtype the graph declares, in batches."""
         session = self.session(role)
-        name = session.get_inputs()[0].name
-        outputs = [o.name for o in session.get_outputs()]
-        chunks = [session.run(None, {name: inputs[i : i + batch_size].astype(np.float32)}) for i in range(0, len(inputs), batch_size)]
-        return {o: np.concatenate([c[k] for c in chunks]) for k, o in enumerate(outputs)}
+        inputs = session.get_inputs()
+        if {i.name for i in inputs} != set(feeds):
+            raise UsageError(f"the {role} graph takes {', '.join(i.name for i in inputs)}; got {', '.join(feeds) or 'nothing'}")
+        typed = {i.name: np.asarray(feeds[i.name]).astype(DTYPES.get(i.type, np.float32), copy=False) for i in inputs}
+        names = [o.name for o in session.get_outputs()]
+        return batched(typed, lambda chunk: dict(zip(names, session.run(names, chunk))))

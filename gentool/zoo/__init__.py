@@ -32,6 +32,17 @@ def get(name: str):
     return found[name]
 
 
+def describe(name: str) -> str:
+    """A family's options with their types or choices and defaults, and its training defaults."""
+    cls = get(name)
+    lines = [f"Options of '{name}' (each stored in the checkpoint):"]
+    for key, default in cls.defaults.items():
+        choices = cls.choices.get(key)
+        kind = "flag" if isinstance(default, bool) else "|".join(map(str, choices)) if choices else type(default or 0.0).__name__.upper()
+        lines.append(f"  --{key.replace('_', '-'):<22} {kind:<26} default {'auto' if default is None else default}")
+    return "\n".join(lines + ["Training defaults: " + "  ".join(f"{k}={v}" for k, v in cls.train_defaults.items())])
+
+
 def _convert(name: str, text: str, default):
     """The option's value as the type of its default; a None default (a number the family picks from
     its other options) takes a float."""
@@ -49,7 +60,8 @@ def _convert(name: str, text: str, default):
 
 
 def parse_hparams(cls, args: list[str]) -> dict:
-    """Turn `--beta 4 --likelihood gaussian --binarize` into a dict checked against `cls.defaults`."""
+    """Turn `--beta 4 --likelihood=gaussian --no-blind` into a dict checked against `cls.defaults`
+    (only the options given: the model merges in its defaults when it is built)."""
     out: dict = {}
     i = 0
     while i < len(args):

@@ -8,13 +8,13 @@ of the centered data (Baldi & Hornik 1989), so it is PCA learned by gradient des
 
 from __future__ import annotations
 
-import json
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gentool import metrics
 from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
@@ -46,20 +46,20 @@ class AE(GenerativeModel):
     # Families with very wide codes (sparse, overcomplete) turn it off: the matrix would not fit.
     code_prior = True
 
-    def __init__(self, image_shape, hparams):
-        super().__init__(image_shape, hparams)
+    def __init__(self, image_shape, hparams, num_classes=None):
+        super().__init__(image_shape, hparams, num_classes)
         linear = self.hparams["arch"] == "linear"
         if linear and self.hparams["loss"] == "bce":
             raise UsageError("--arch linear needs --loss mse (cross-entropy needs a sigmoid on the output)")
         d = self.hparams["latent_dim"]
-        self.encoder, self.decoder = self.networks()
+        self.encoder, self.decoder = self.build_networks()
         # Decoder outputs -> pixel values; the linear autoencoder keeps them as they are (no clipping either).
         self.output = nn.Identity() if linear else nn.Sigmoid()
         if self.code_prior:
             self.register_buffer("prior_mean", torch.zeros(d))
             self.register_buffer("prior_cov", torch.eye(d))
 
-    def networks(self) -> tuple[nn.Module, nn.Module]:
+    def build_networks(self) -> tuple[nn.Module, nn.Module]:
         """The (encoder, decoder) pair; the decoder emits logits for `self.output`."""
         h = self.hparams
         return encoder_decoder(h["arch"], self.image_shape, self.code_features(), h["latent_dim"], h["hidden"])
@@ -88,7 +88,8 @@ class AE(GenerativeModel):
         return {"loss": rec, "reconstruction": rec}
 
     @torch.no_grad()
-    def fit_prior(self, batches) -> None:
+    def after_epoch(self, batches) -> None:
+        """Fit the code prior: a full-covariance Gaussian over the codes of the training images."""
         if not self.code_prior:
             return
         codes = torch.cat([self.posterior_mean(x) for x in batches]).double()
@@ -108,10 +109,17 @@ class AE(GenerativeModel):
         }
 
     def graph_metadata(self):
-        meta = {"latent_dim": str(self.hparams["latent_dim"])}
+        meta = {"latent_dim": self.hparams["latent_dim"]}
         if self.code_prior:
-            meta["prior"] = json.dumps({"mean": self.prior_mean.tolist(), "cov": self.prior_cov.tolist()})
+            meta["prior"] = {"mean": self.prior_mean.tolist(), "cov": self.prior_cov.tolist()}
         return meta
+
+    def metrics(self, x, y, settings):
+        return metrics.reconstruction(x.cpu().numpy(), self.reconstruct(x).cpu().numpy())
+
+    def summary(self, means, vectors, settings):
+        """`compression_ratio`: the bytes of a uint8 image over those of its float32 code."""
+        return {"compression_ratio": math.prod(self.image_shape) / (4 * self.hparams["latent_dim"])}
 
 
 class SigmoidCodeAE(AE):
@@ -127,7 +135,7 @@ class SigmoidCodeAE(AE):
     choices = {"arch": ("mlp", "conv"), "loss": ("bce", "mse")}
     code_prior = False
 
-    def networks(self):
+    def build_networks(self):
         h = self.hparams
         arch = "linear" if h["arch"] == "mlp" else h["arch"]
         encoder, decoder = encoder_decoder(arch, self.image_shape, self.code_features(), h["latent_dim"], h["hidden"])

@@ -1,33 +1,49 @@
-"""The model protocol: what the generic loop, evaluation and export know about a family.
+"""The model protocol: all the generic loop, evaluation and export know about a family.
 
-A family is a plain `nn.Module` subclass of `GenerativeModel` that declares
-- `name` (its CLI name), `defaults` (every hyperparameter with its default; the type of the
-  default is the type of the flag) and `choices` (allowed values where they are few);
-- `train_defaults`: epochs, batch size, learning rate and its schedule that train well with no flags;
-- `losses(x, y)`: named per-example-mean losses for a batch, `loss` being the one optimised;
-- `graphs()`: the deterministic graphs it exports, by role (see DESIGN.md);
-- optional capabilities that evaluation looks for: `reconstruct`, `elbo_terms`, `iw_nll`,
-  `posterior_mean`, `code_activations(x)` (code units in (0, 1), (N, units): sparsity metrics),
-  `jacobian_fro(x)` (per-image exact norm of the encoder's Jacobian), and `fit_prior` (called once
-  after training with batches of training data); `decode(z)` (codes -> images) draws the loop's
-  sample grids when the model has a fitted prior.
-A family with several optimizers overrides `configure_optimizers` and `train_step`.
+A family is a plain `nn.Module` subclass of `GenerativeModel`, built as
+`cls(image_shape, hparams, num_classes)`, that declares
+- `name` (its CLI name), `defaults` (every hyperparameter with its default; the type of the default
+  is the type of the flag; None: a number the family resolves from its other options) and
+  `choices` (allowed values where they are few); `train_defaults` (epochs, batch size, rate and its
+  schedule that train well with no flags);
+- `losses(x, y)`: named per-example-mean losses of a batch (`loss` is the one optimised);
+- `graphs()`: the deterministic graphs it exports, by role (DESIGN.md), and `graph_metadata()`,
+  the JSON values the runtime needs beside them (latent size, prior, ...).
+Hooks with defaults that fit most families:
+- training: `networks()` (what the loop wraps for DistributedDataParallel and gives an optimizer
+  each; by default the whole model, whose `forward` is `losses`), `phases(step)` (the networks
+  stepped at a global step, in order) and `phase_losses(phase, nets, x, y, step)` (the losses of
+  one phase, computed through `nets`, the wrapped networks): the loop owns zero-grad, backward and
+  the optimizer steps. `after_epoch(batches)` runs after each epoch on batches of training images
+  (the AE fits its code prior there).
+- `preview(graphs, images, seed)`: the per-epoch grids, drawn by the runtime's samplers over the
+  torch-backed `graphs` (so a run's grids are what `gentool sample` draws);
+- `metrics(x, y, settings)`: per-example evaluation metrics of a batch (shape (N,), averaged over
+  the split; (N, D) vectors are collected for `summary`), and `summary(means, vectors, settings)`
+  for split-level figures. `evaluation_options` names the `evaluate` options a family reads
+  (with defaults); giving one to a family that does not read it is a usage error.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
+
+from gentool.runtime import verbs
+
+PREVIEW_SAMPLES = 64
 
 
 @dataclass
 class Graph:
     """One exported role: the module to trace, example inputs, and the ONNX input/output names.
 
-    `dynamic_axes` maps each dynamic axis of the inputs to the multiple its size must be (1: any);
-    by default only the batch axis is dynamic.
+    The batch axis of every input is dynamic; `dynamic_axes` adds others per input name, each with
+    the multiple its size must be. Integer inputs (time steps, labels) give the exclusive upper
+    bound of their values in `int_bounds`, which the export's parity check draws below.
     """
 
     module: nn.Module
@@ -35,7 +51,11 @@ class Graph:
     input_names: list[str]
     output_names: list[str]
     tolerance: float = 1e-4
-    dynamic_axes: dict[int, int] = field(default_factory=lambda: {0: 1})
+    dynamic_axes: dict[str, dict[int, int]] = field(default_factory=dict)
+    int_bounds: dict[str, int] = field(default_factory=dict)
+
+    def axes(self, name: str) -> dict[int, int]:
+        return {0: 1, **self.dynamic_axes.get(name, {})}
 
 
 class GenerativeModel(nn.Module):
@@ -43,29 +63,53 @@ class GenerativeModel(nn.Module):
     defaults: dict = {}
     choices: dict = {}
     train_defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "lr_schedule": "constant"}
+    evaluation_options: dict = {}  # `evaluate` options the family reads, with their defaults
 
-    def __init__(self, image_shape: tuple[int, int, int], hparams: dict):
+    def __init__(self, image_shape: tuple[int, int, int], hparams: dict, num_classes: int | None = None):
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
         self.hparams = {**self.defaults, **hparams}
+        self.num_classes = num_classes
 
     def losses(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def forward(self, x, y=None):
+        return self.losses(x, y)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"model": self}
+
+    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        return {name: torch.optim.Adam(net.parameters(), lr=lr) for name, net in self.networks().items()}
+
+    def phases(self, step: int) -> list[str]:
+        return list(self.networks())
+
+    def phase_losses(self, phase: str, nets: dict[str, nn.Module], x, y, step: int) -> dict[str, torch.Tensor]:
+        return nets[phase](x, y)
+
+    def after_epoch(self, batches) -> None:
+        """Called after each epoch with batches of (up to 10,000) training images."""
+
     def graphs(self, batch: int = 2) -> dict[str, Graph]:
         raise NotImplementedError
 
-    def graph_metadata(self) -> dict[str, str]:
-        """Extra ONNX metadata the runtime needs (latent size, prior, ...)."""
+    def graph_metadata(self) -> dict:
         return {}
 
-    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
-        return {"model": torch.optim.Adam(self.parameters(), lr=lr)}
+    def preview(self, graphs, images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+        """Named image batches for the per-epoch grids: prior samples, and test images above their
+        reconstructions, for the roles that provide them."""
+        out = {}
+        if verbs.supports(graphs, "sample") and graphs.meta.get("prior") is not None:
+            out["samples"] = verbs.find(graphs, "sample")(graphs, PREVIEW_SAMPLES, seed)
+        if verbs.supports(graphs, "reconstruct"):
+            out["reconstructions"] = np.concatenate([images, verbs.find(graphs, "reconstruct")(graphs, images)])
+        return out
 
-    def train_step(self, x, y, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
-        (opt,) = optimizers.values()
-        losses = self.losses(x, y)
-        opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        opt.step()
-        return losses
+    def metrics(self, x: torch.Tensor, y: torch.Tensor | None, settings: dict) -> dict:
+        return {}
+
+    def summary(self, means: dict, vectors: dict[str, np.ndarray], settings: dict) -> dict:
+        return {}

@@ -1,39 +1,17 @@
 """Denoising autoencoder: maps a corrupted image back to the clean one.
 
-The network is a small fully convolutional U-Net with a global residual: 3x3 convs at full, half and
-quarter resolution (widths w, 2w, 4w; stride-2 convs down, 2x2 transposed convs up), the encoder's
-features added to the decoder's at each scale, and the output `noisy + correction`, clamped to
-[0, 1] outside training. Why this shape:
-- no dense layer, so one model denoises images of any size (sides padded to a multiple of 4);
-- the lower resolutions give a receptive field of about 30 pixels (a whole digit), which a stack
-  of full-resolution 3x3 convs (DnCNN) reaches only with 15 layers and many times the compute;
-- full-resolution layers at both ends keep stroke edges: folding the image into 2x2 pixel blocks
-  first (as FFDNet does) was up to 0.4 dB worse at equal training time in a short comparison;
-- additive skips cost half of concatenated ones, and the global residual makes weak noise (an
-  almost-identity map) the easy case.
-At the default width of 8 it has 46.2k weights (4.8k in the level estimator below, 17.8k in FiLM)
-and costs 3.3M multiply-adds per 28x28 image, so 10 epochs of MNIST take minutes on two CPU cores.
-
-Training draws the corruption inside `losses` with torch's global RNG (reseeded by the loop each
-epoch). With `--blind` (the default) each image gets its own level, log-uniform from
---noise-level / 25 to --noise-level (0.02 to 0.5 by default), so one model handles every level up to
-the maximum without being told which. Equal odds per octave, as diffusion models sample their noise
-scales: half the images fall below a fifth of the maximum, where the classic denoisers are strongest
-and a denoiser serving every level loses most against one trained for a single level. Against
-levels uniform in [0, --noise-level] it gained 0.4 dB at sigma 0.1 and lost 0.15 / 0.45 / 0.5 dB at
-0.2 / 0.3 / 0.5 (Fashion-MNIST, width 8, 4 epochs). The loss is minus the per-image PSNR,
-10 log10(MSE + 1e-5), averaged over the batch: the metric `evaluate` reports.
-A plain MSE lets the noisiest images dominate a blind model's training: in a short comparison it
-gave 1.5 dB more at sigma 0.5 but 1.8 dB less at sigma 0.1, where classic denoisers are strongest.
-Evaluation corrupts every image at exactly --noise-level (or `gentool evaluate --noise-level`).
-
-A blind model also estimates each image's level (`--estimate-level`, the default) with a small
-strided conv net, global average and softplus (as CBDNet does), trained with the squared error to
-the true level (weight LEVEL_LOSS_WEIGHT) next to the denoising loss. The U-Net takes the estimate
-as a constant input plane (FFDNet's noise level map) and in every conv through FiLM (blocks.UNet).
-Left to infer the level implicitly, the U-Net was 0.9 dB worse at sigma 0.1 and 0.5 dB worse at 0.2
-to 0.5 on Fashion-MNIST (width 8, 4 epochs, input plane only), and the estimate matched being told
-the true level within 0.05 dB. The exported graph stays noisy -> denoised: the estimator is inside it.
+The network is a small fully convolutional U-Net with a global residual (`blocks.UNet`), so one
+model denoises images of any size (sides padded to a multiple of 4). Training draws the corruption
+inside `losses` with torch's global RNG (reseeded by the loop each epoch); with `--blind` (the
+default) each image gets its own level, log-uniform from --noise-level / BLIND_LEVEL_SPAN to
+--noise-level, so one model serves every level up to the maximum. The loss is minus the per-image
+PSNR, 10 log10(MSE + 1e-5), averaged over the batch: the metric `evaluate` reports. A blind model
+also estimates each image's level (`--estimate-level`, the default) with a small in-graph net
+trained on the true level; the U-Net takes the estimate as an input plane and through FiLM. Why
+each of these choices, with the measurements behind them: the README's architecture section.
+At the default width of 8 it has 46.2k weights (4.8k in the level estimator, 17.8k in FiLM) and
+costs 3.3M multiply-adds per 28x28 image. Evaluation corrupts every image at exactly --noise-level
+(or `gentool evaluate --noise-level`).
 """
 
 from __future__ import annotations
@@ -41,6 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import numpy as np
+
+from gentool import metrics
 from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
@@ -110,9 +91,10 @@ class DAE(GenerativeModel):
     defaults = {"noise": "gaussian", "noise_level": 0.5, "blind": True, "estimate_level": True, "width": 8, "depth": 0}
     choices = {"noise": ("gaussian", "mask", "salt-pepper")}
     train_defaults = {**GenerativeModel.train_defaults, "lr_schedule": "cosine"}
+    evaluation_options = {"noise_level": None}  # None: the model's own
 
-    def __init__(self, image_shape, hparams):
-        super().__init__(image_shape, hparams)
+    def __init__(self, image_shape, hparams, num_classes=None):
+        super().__init__(image_shape, hparams, num_classes)
         _, h, w = self.image_shape
         if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
             raise UsageError(f"dae trains on image sides divisible by {SIZE_MULTIPLE} (got {h}x{w})")
@@ -134,9 +116,6 @@ class DAE(GenerativeModel):
         """x with the model's kind of noise at `level` (default: --noise-level) for every image."""
         return corrupt(x, self.hparams["noise"], self.noise_level if level is None else level)
 
-    def reconstruct(self, x):
-        return self.denoiser(x)
-
     def losses(self, x, y=None):
         level = self.noise_level
         if self.hparams["blind"]:
@@ -151,8 +130,25 @@ class DAE(GenerativeModel):
 
     def graphs(self, batch=2):
         x = torch.rand(batch, *self.image_shape)
-        dynamic = {0: 1, 2: SIZE_MULTIPLE, 3: SIZE_MULTIPLE}
+        dynamic = {"x": {2: SIZE_MULTIPLE, 3: SIZE_MULTIPLE}}
         return {"denoiser": Graph(self.denoiser, (x,), ["x"], ["denoised"], dynamic_axes=dynamic)}
 
     def graph_metadata(self):
-        return {"size_multiple": str(SIZE_MULTIPLE), "noise": self.hparams["noise"], "noise_level": str(self.noise_level)}
+        return {"size_multiple": SIZE_MULTIPLE}
+
+    def preview(self, graphs, images, seed):
+        """Test images corrupted at --noise-level (seeded) above their denoised versions."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            noisy = self.corrupt(torch.from_numpy(images)).numpy()
+        return {"reconstructions": np.concatenate([noisy, graphs.run("denoiser", {"x": noisy})["denoised"]])}
+
+    def metrics(self, x, y, settings):
+        """The reconstruction metrics of the denoised split against the clean one, and
+        `noisy_psnr_db`, the corrupted split's (at the `noise_level` setting, else the model's)."""
+        clean, noisy = x.cpu().numpy(), self.corrupt(x, settings["noise_level"])
+        return {"noisy_psnr_db": metrics.psnr_db(clean, noisy.cpu().numpy()),
+                **metrics.reconstruction(clean, self.denoiser(noisy).cpu().numpy())}
+
+    def summary(self, means, vectors, settings):
+        return {"noise_level": self.noise_level if settings["noise_level"] is None else settings["noise_level"]}

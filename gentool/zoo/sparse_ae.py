@@ -21,6 +21,8 @@ from gentool.zoo.ae import SigmoidCodeAE
 
 
 DEFAULT_WEIGHTS = {"kl": 3.0, "l1": 0.1, "none": 0.0}
+# `fraction_active` counts activations above twice the default rho
+ACTIVE_ABOVE = 0.1
 
 
 def bernoulli_kl(rho: float, q: torch.Tensor) -> torch.Tensor:
@@ -44,16 +46,18 @@ class SparseAE(SigmoidCodeAE):
     defaults = {**SigmoidCodeAE.defaults, "sparsity": "kl", "sparsity_weight": None, "rho": 0.05}
     choices = {**SigmoidCodeAE.choices, "sparsity": ("kl", "l1", "none")}
 
-    def __init__(self, image_shape, hparams):
-        super().__init__(image_shape, hparams)
+    def __init__(self, image_shape, hparams, num_classes=None):
+        super().__init__(image_shape, hparams, num_classes)
         if self.hparams["sparsity_weight"] is None:
             self.hparams["sparsity_weight"] = DEFAULT_WEIGHTS[self.hparams["sparsity"]]
         if not 0 < self.hparams["rho"] < 1:
             raise UsageError(f"--rho must be in (0, 1), got {self.hparams['rho']}")
 
-    def code_activations(self, x):
-        """The code units' activations in (0, 1), (N, units): evaluation reports how sparse they are."""
-        return self.encode(x)
+    def metrics(self, x, y, settings):
+        """Also `mean_activation` (over the code units) and `fraction_active` (above ACTIVE_ABOVE)."""
+        h = self.encode(x).flatten(1)
+        return {**super().metrics(x, y, settings), "mean_activation": h.mean(1),
+                "fraction_active": (h > ACTIVE_ABOVE).float().mean(1)}
 
     def losses(self, x, y=None):
         code = self.encode(x)

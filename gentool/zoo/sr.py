@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import numpy as np
+
+from gentool import metrics
 from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
@@ -51,8 +54,8 @@ class SR(GenerativeModel):
     defaults = {"factor": 2, "width": 8}
     choices = {"factor": (2, 4)}
 
-    def __init__(self, image_shape, hparams):
-        super().__init__(image_shape, hparams)
+    def __init__(self, image_shape, hparams, num_classes=None):
+        super().__init__(image_shape, hparams, num_classes)
         _, h, w = self.image_shape
         multiple = math.lcm(SIZE_MULTIPLE, self.factor)
         if h % multiple or w % multiple:
@@ -89,7 +92,22 @@ class SR(GenerativeModel):
         _, h, w = self.image_shape
         x = torch.rand(batch, self.image_shape[0], h // self.factor, w // self.factor)
         m = self.input_multiple
-        return {"upscaler": Graph(self.upscaler, (x,), ["x"], ["upscaled"], dynamic_axes={0: 1, 2: m, 3: m})}
+        return {"upscaler": Graph(self.upscaler, (x,), ["x"], ["upscaled"], dynamic_axes={"x": {2: m, 3: m}})}
 
     def graph_metadata(self):
-        return {"factor": str(self.factor), "size_multiple": str(self.input_multiple)}
+        return {"factor": self.factor, "size_multiple": self.input_multiple}
+
+    def preview(self, graphs, images, seed):
+        """Test images above their upscaled half-size versions."""
+        small = self.shrink(torch.from_numpy(images)).numpy()
+        return {"reconstructions": np.concatenate([images, graphs.run("upscaler", {"x": small})["upscaled"]])}
+
+    def metrics(self, x, y, settings):
+        """The reconstruction metrics of the upscaled shrunk split, and `bicubic_psnr_db`,
+        `bicubic_ssim` of plain bicubic upscaling of the same shrunk images."""
+        clean, bicubic = x.cpu().numpy(), self.bicubic(x).cpu().numpy()
+        return {**metrics.reconstruction(clean, self.reconstruct(x).cpu().numpy()),
+                "bicubic_psnr_db": metrics.psnr_db(clean, bicubic), "bicubic_ssim": metrics.ssim(clean, bicubic)}
+
+    def summary(self, means, vectors, settings):
+        return {"psnr_gain_db": means["psnr_db"] - means["bicubic_psnr_db"], "factor": self.factor}

@@ -6,7 +6,6 @@ Loss = reconstruction NLL + beta * KL(q(z|x) || N(0, I)), the KL in closed form:
 
 from __future__ import annotations
 
-import json
 import math
 
 import torch
@@ -42,9 +41,10 @@ class VAE(AE):
     name = "vae"
     defaults = {"arch": "conv", "latent_dim": 20, "hidden": 400, "likelihood": "bernoulli", "beta": 1.0}
     choices = {"arch": ("conv", "mlp"), "likelihood": ("bernoulli", "gaussian")}
+    evaluation_options = {"iw_samples": 100}
 
-    def __init__(self, image_shape, hparams):
-        super().__init__(image_shape, hparams)
+    def __init__(self, image_shape, hparams, num_classes=None):
+        super().__init__(image_shape, hparams, num_classes)
         # Learned decoder noise scale for the Gaussian likelihood (one scalar for all pixels).
         self.log_sigma = nn.Parameter(torch.zeros(())) if self.hparams["likelihood"] == "gaussian" else None
         # Per latent dimension, the variance of the posterior means over training images (Burda et
@@ -87,7 +87,7 @@ class VAE(AE):
         return -(torch.logsumexp(torch.stack(log_w, 1), 1) - math.log(samples))
 
     @torch.no_grad()
-    def fit_prior(self, batches) -> None:
+    def after_epoch(self, batches) -> None:
         """The prior is N(0, I) by construction; only the dimensions' activity is measured."""
         self.activity.copy_(torch.cat([self.posterior_mean(x) for x in batches]).var(0))
 
@@ -95,7 +95,27 @@ class VAE(AE):
         """Also the decoder likelihood (`gentool score` computes the -ELBO only for a Bernoulli one)
         and the dimensions' activity."""
         return {**super().graph_metadata(), "likelihood": self.hparams["likelihood"],
-                "activity": json.dumps([round(v, 6) for v in self.activity.tolist()])}
+                "activity": [round(v, 6) for v in self.activity.tolist()]}
+
+    def metrics(self, x, y, settings):
+        """Also `neg_elbo_nats` and `kl_nats` (one posterior sample), `iw_nll_nats` (K = `iw_samples`
+        importance samples; 0 skips it) and the posterior means, for `active_units`."""
+        out = super().metrics(x, y, settings)
+        terms = self.elbo_terms(x)
+        out.update(neg_elbo_nats=terms["neg_elbo"], kl_nats=terms["kl"])
+        if settings["iw_samples"]:
+            out["iw_nll_nats"] = self.iw_nll(x, settings["iw_samples"])
+        out["posterior_mean"] = self.posterior_mean(x)
+        return out
+
+    def summary(self, means, vectors, settings):
+        """Also `active_units`: dimensions whose posterior mean varies over the split with variance
+        above 0.01 (Burda et al.'s criterion), and `iw_samples`."""
+        out = {**super().summary(means, vectors, settings),
+               "active_units": int((vectors["posterior_mean"].var(0, ddof=1) > 0.01).sum())}
+        if settings["iw_samples"]:
+            out["iw_samples"] = settings["iw_samples"]
+        return out
 
     def graphs(self, batch=2):
         graphs = super().graphs(batch)

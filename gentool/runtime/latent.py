@@ -1,0 +1,157 @@
+"""The latent sampler: images from codes through a `decoder` (autoencoders) or `generator` (GANs).
+
+Every verb here takes `Graphs` (an onnxruntime `Artifact` or the torch side's `TorchGraphs`) and
+draws all randomness with a seeded numpy Generator, so one seed gives the same codes, and the same
+images within float tolerance, from a run's per-epoch grids, from `gentool sample` and on every
+provider. Codes come from the model's prior (`prior` metadata: mean and covariance; N(0, I) for a
+VAE, a Gaussian fitted to the training codes for an AE). A z-graph with a `label` input is
+conditional: labels run through the classes (`classes` metadata) unless given.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+
+from gentool import metrics
+from gentool.errors import UsageError
+from gentool.runtime.artifact import Graphs
+
+Z_ROLES = ("decoder", "generator")
+# verb -> the sets of roles, any of which provides it
+VERBS = {
+    "sample": [("decoder",), ("generator",)],
+    "decode": [("decoder",), ("generator",)],
+    "interpolate": [("decoder",), ("generator",)],
+    "manifold": [("decoder",), ("generator",)],
+    "encode": [("encoder",)],
+    "reconstruct": [("encoder", "decoder")],
+    "score": [("encoder", "decoder")],
+}
+
+
+def z_role(graphs: Graphs) -> str:
+    return next(r for r in Z_ROLES if r in graphs.roles)
+
+
+def prior(graphs: Graphs, verb: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the Gaussian codes are drawn from."""
+    p = graphs.need("prior", verb)
+    return np.asarray(p["mean"], np.float64), np.asarray(p["cov"], np.float64)
+
+
+def prior_draws(graphs: Graphs, n: int, seed: int | None, verb: str = "sample") -> np.ndarray:
+    mean, cov = prior(graphs, verb)
+    eps = np.random.default_rng(seed).standard_normal((n, len(mean)))
+    return mean + eps @ np.linalg.cholesky(cov).T
+
+
+def decode(graphs: Graphs, codes: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """Codes (N, latent_dim) [and labels] -> images in [0, 1]."""
+    role = z_role(graphs)
+    d = graphs.need("latent_dim", "decode")
+    codes = np.asarray(codes, np.float32)
+    if codes.ndim != 2 or codes.shape[1] != d:
+        raise UsageError(f"codes must have shape (N, {d}); got {codes.shape}")
+    feeds = {"z": codes}
+    if "label" in graphs.input_names(role):
+        classes = graphs.need("classes", "decode")
+        labels = np.arange(len(codes)) % len(classes) if labels is None else np.asarray(labels)
+        if labels.shape != (len(codes),) or labels.min() < 0 or labels.max() >= len(classes):
+            raise UsageError(f"labels must be one class index in 0..{len(classes) - 1} per code")
+        feeds["label"] = labels
+    elif labels is not None:
+        raise UsageError(f"this {graphs.model} model is not conditional: it takes no labels")
+    (x,) = graphs.run(role, feeds).values()
+    return x
+
+
+def sample(graphs: Graphs, n: int, seed: int | None, labels: np.ndarray | None = None) -> np.ndarray:
+    return decode(graphs, prior_draws(graphs, n, seed), labels)
+
+
+def encode(graphs: Graphs, images: np.ndarray) -> dict[str, np.ndarray]:
+    return graphs.run("encoder", {"x": images})
+
+
+def code_of(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The deterministic code of an encoder's outputs: the posterior mean, or the code itself."""
+    return outputs["mean"] if "mean" in outputs else outputs["code"]
+
+
+def codes(graphs: Graphs, images: np.ndarray) -> np.ndarray:
+    return code_of(encode(graphs, images))
+
+
+def reconstruct(graphs: Graphs, images: np.ndarray) -> np.ndarray:
+    return decode(graphs, codes(graphs, images))
+
+
+def seed_codes(graphs: Graphs, seeds: list[int], verb: str) -> np.ndarray:
+    """One prior draw per seed: the first code `sample --seed S` draws."""
+    return np.stack([prior_draws(graphs, 1, s, verb)[0] for s in seeds])
+
+
+def interpolate(graphs: Graphs, start: np.ndarray, end: np.ndarray, steps: int, slerp: bool = False) -> np.ndarray:
+    """Decoded points between two codes, both ends included: on the straight line, or with `slerp`
+    on the great circle (White 2016), which keeps Gaussian draws at a typical norm all the way."""
+    t = np.linspace(0.0, 1.0, steps)[:, None]
+    a, b = np.asarray(start, np.float64)[None], np.asarray(end, np.float64)[None]
+    if slerp:
+        cos = float(np.dot(a[0], b[0]) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+        omega = np.arccos(np.clip(cos, -1.0, 1.0))
+        if omega > 1e-6:
+            return decode(graphs, (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega))
+    return decode(graphs, (1 - t) * a + t * b)
+
+
+def most_active_dims(graphs: Graphs) -> tuple[int, int]:
+    """The two latent dimensions whose posterior means vary most over the training images (a VAE's
+    `activity`), most active first; 0 and 1 for a model that does not record it."""
+    if graphs.meta.get("activity") is None:
+        return 0, 1
+    first, second = np.argsort(-np.asarray(graphs.meta["activity"]), kind="stable")[:2]
+    return int(first), int(second)
+
+
+def manifold(graphs: Graphs, size: int, dims: tuple[int, int]) -> np.ndarray:
+    """Kingma & Welling's Figure 4: a size x size grid of evenly spaced points of the unit square,
+    mapped through the prior's inverse CDF along two latent dimensions (the others at the prior mean)
+    and decoded. Rows run down the second dimension, columns along the first."""
+    mean, cov = prior(graphs, "manifold")
+    d = len(mean)
+    if len(set(dims)) != 2 or not all(0 <= k < d for k in dims):
+        raise UsageError(f"--dims must name two different latent dimensions in 0..{d - 1}")
+    if size < 2:
+        raise UsageError("--size must be at least 2")
+    quantiles = np.array([NormalDist().inv_cdf(p) for p in np.linspace(0, 1, size + 2)[1:-1]])
+    cols, rows = np.meshgrid(quantiles, quantiles[::-1])
+    z = np.tile(mean, (size * size, 1))
+    for k, values in zip(dims, (cols, rows)):
+        z[:, k] = mean[k] + np.sqrt(cov[k, k]) * values.ravel()
+    return decode(graphs, z)
+
+
+def score(graphs: Graphs, images: np.ndarray, seed: int | None, samples: int = 1) -> tuple[np.ndarray, str]:
+    """One anomaly score per image (higher: more anomalous) and its kind.
+
+    - `neg_elbo_nats`, for a VAE with a Bernoulli decoder: the Bernoulli NLL of the image under the
+      decoder's output (probabilities clipped to [1e-7, 1 - 1e-7]), averaged over `samples` posterior
+      draws z = mean + exp(logvar / 2) * eps (eps seeded, drawn for the whole batch in input order),
+      plus the closed-form KL(q(z|x) || N(0, I));
+    - `reconstruction_mse` otherwise: the per-image mean squared error between the image and the
+      decoded code (or posterior mean).
+    """
+    x = np.asarray(images, np.float32)
+    encoded = encode(graphs, x)
+    if "logvar" not in encoded or graphs.meta.get("likelihood") != "bernoulli":
+        return metrics.mse(x, decode(graphs, code_of(encoded))), "reconstruction_mse"
+    mean, logvar = encoded["mean"].astype(np.float64), encoded["logvar"].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    nll = sum(
+        metrics.bce_nats(decode(graphs, mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)), x)
+        for _ in range(samples)
+    ) / samples
+    kl = -0.5 * (1 + logvar - mean**2 - np.exp(logvar)).sum(1)
+    return nll + kl, "neg_elbo_nats"
