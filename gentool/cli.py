@@ -148,7 +148,8 @@ def train(
             classes=classes,
         )
     )
-    print(run_dir)
+    if run_dir is not None:  # None in the processes of rank > 0 under torchrun
+        print(run_dir)
 
 
 @app.command()

@@ -1,17 +1,17 @@
 """The one training loop, for every family, knowing models only through the zoo protocol.
 
 Data lives on the device as uint8; each batch is sliced with a permutation and scaled there.
-Randomness is a function of (seed, epoch): the shuffle uses its own generator and the global RNG
-is reseeded at each epoch start, so `--resume` (also from a Ctrl-C mid-epoch, which stores the
-step and RNG state) continues to exactly the same weights as an uninterrupted run.
+Randomness is a function of (seed, epoch): the shuffle uses its own generator, the global RNG is
+reseeded at each epoch start, and the noise of a training step is keyed by example
+(`gentool.noise`), so `--resume` (also from a Ctrl-C mid-epoch, which stores the step and RNG state)
+continues to exactly the same weights as an uninterrupted run, and a run split over processes by
+`torchrun` (`gentool.distributed`) follows the single-process one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gentool import checkpoint, data as datasets, images, runs
-from gentool.devices import torch_device
+from gentool import checkpoint, data as datasets, distributed, images, noise, runs
 from gentool.errors import UsageError
 from gentool.graphs import TorchGraphs
+from gentool.progress import Reporter, deferred_interrupt
 
 PREVIEW_IMAGES = 32  # test images shown in the per-epoch reconstruction grids
 PRIOR_IMAGES = 10_000  # training images handed to `after_epoch` (the AE fits its prior on their codes)
@@ -107,55 +107,25 @@ def training_set(data: str, limit: int | None, classes: str | list[int] | None):
     return replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep]), classes
 
 
-def train_step(model, nets: dict, optimizers: dict, x, y, step: int) -> dict[str, float]:
-    """One global step: for each phase the family names, its losses, zero-grad, backward and the
-    phase's optimizer step. Returns the losses as floats (`<phase>_<name>` when there are several
-    optimizers)."""
+def train_step(model, nets: dict, optimizers: dict, x, y, step: int, scale: float = 1.0) -> dict[str, float]:
+    """One global step: for each phase the family names, its losses, zero-grad, backward (of the
+    loss times `scale`, this process's share of the batch) and the phase's optimizer step. Returns
+    the losses as floats (`<phase>_<name>` when there are several optimizers)."""
     record = {}
     for phase in model.phases(step):
         losses = model.phase_losses(phase, nets, x, y, step)
         optimizer = optimizers[phase]
         optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        (losses["loss"] * scale).backward()
         optimizer.step()
         for k, v in losses.items():
             record[k if len(optimizers) == 1 else f"{phase}_{k}"] = float(v.detach())
     return record
 
 
-class Reporter:
-    """A Rich progress bar on a terminal, plain lines otherwise (both on stderr)."""
-
-    def __init__(self, total_steps: int):
-        self.progress = None
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[status]}"), console=Console(stderr=True), transient=False,
-            )
-            self.task = self.progress.add_task("training", total=total_steps, status="")
-            self.progress.start()
-
-    def step(self, description: str, status: str) -> None:
-        if self.progress:
-            self.progress.update(self.task, advance=1, description=description, status=status)
-
-    def epoch(self, line: str) -> None:
-        if self.progress:
-            self.progress.console.print(line)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.progress:
-            self.progress.stop()
-
-
-def _setup(opts: Options):
-    """Run directory, model, metadata, resume state (None for a new run) and training data."""
+def _setup(opts: Options, writer: bool = True):
+    """Run directory, model, metadata, resume state (None for a new run) and training data.
+    Only the writer (rank 0 under torchrun) claims a new run directory; the others get None."""
     from gentool import zoo
 
     if opts.resume:
@@ -208,6 +178,8 @@ def _setup(opts: Options):
             model.load_state_dict(start.state_dict())
         except RuntimeError:
             raise UsageError(f"cannot start from '{opts.init}': its weights do not fit images of shape {meta['image_shape']}") from None
+    if not writer:
+        return None, model, meta, None, train_set
     run_dir = Path(opts.out) if opts.out else runs.new_run_dir(cls.name, train_set.name)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UsageError(f"'{run_dir}' already exists and is not empty; choose another --out or use --resume")
@@ -254,33 +226,17 @@ def _read_metrics(run_dir: Path, upto_epoch: int) -> list[dict]:
     return [r for r in rows if r["epoch"] <= upto_epoch]
 
 
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """Turn the first Ctrl-C into a flag checked between steps, so a step is never half-applied.
-
-    A second Ctrl-C interrupts at once.
-    """
-    hits = []
-
-    def handler(signum, frame):
-        if hits:
-            raise KeyboardInterrupt
-        hits.append(signum)
-
+def run(opts: Options) -> Path | None:
+    """Train as `opts` asks; returns the run directory (None in the processes of rank > 0)."""
+    world, device = distributed.join(opts.device)
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        yield lambda: False
-        return
-    try:
-        yield lambda: bool(hits)
+        return _train(opts, world, device)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        world.close()
 
 
-def run(opts: Options) -> Path:
-    device = torch_device(opts.device)
-    run_dir, model, meta, state, train_set = _setup(opts)
+def _train(opts: Options, world: distributed.World, device: torch.device) -> Path | None:
+    run_dir, model, meta, state, train_set = _setup(opts, world.writer)
     cfg = meta["train"]
     epochs = opts.epochs if (opts.resume and opts.epochs is not None) else cfg["epochs"]
     if epochs < 1:
@@ -299,18 +255,19 @@ def run(opts: Options) -> Path:
     # NHWC weights and batches let oneDNN (and cuDNN) pick their fast conv kernels: a width-24 dae step
     # took 4.2 instead of 5.4 ms per image on two CPU cores. A no-op for dense models.
     model.to(device, memory_format=torch.channels_last).train()
-    nets = model.networks()
+    nets = world.wrap(model.networks(), device)
     optimizers = model.configure_optimizers(cfg["lr"])
     start_epoch, start_step, sums = meta["epoch"], 0, {}
     if state:
         for name, opt in optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
-        start_epoch, start_step, sums = state["epoch"], state["step"], state["sums"]
-    rows = _read_metrics(run_dir, start_epoch)
+        # the saved sums are the whole world's: one process carries them on
+        start_epoch, start_step, sums = state["epoch"], state["step"], state["sums"] if world.writer else {}
+    rows = _read_metrics(run_dir, start_epoch) if world.writer else []
 
     n = len(train_u8)
     steps = math.ceil(n / bs)
-    reporter = Reporter(total_steps=(epochs - start_epoch) * steps - start_step)
+    reporter = Reporter(total_steps=(epochs - start_epoch) * steps - start_step, enabled=world.writer)
     epoch, step = start_epoch, start_step
 
     def save(epoch_done: int, step_done: int, running: dict) -> None:
@@ -325,7 +282,7 @@ def run(opts: Options) -> Path:
         }
         checkpoint.save(run_dir, model, meta, resume)
 
-    with _deferred_interrupt() as interrupted:
+    with deferred_interrupt() as interrupted:
         for epoch in range(start_epoch, epochs):
             started = time.perf_counter()
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch))).to(device)
@@ -337,33 +294,43 @@ def run(opts: Options) -> Path:
                 if device.type == "cuda" and state.get("cuda_rng"):
                     torch.cuda.set_rng_state_all(state["cuda_rng"])
             while step < steps:
-                idx = perm[step * bs : (step + 1) * bs]
+                positions = torch.arange(step * bs, min((step + 1) * bs, n), device=device)
+                mine = world.share(positions)
+                idx = perm[mine]
                 if cfg.get("lr_schedule") == "cosine":
                     anneal(optimizers, epoch * steps + step, epochs * steps)
                 x = train_u8[idx].float().div_(255).contiguous(memory_format=torch.channels_last)
-                if binarize:
-                    x = torch.bernoulli(x)
                 y = train_y[idx] if train_y is not None else None
-                losses = train_step(model, nets, optimizers, x, y, epoch * steps + step)
-                if not all(math.isfinite(v) for v in losses.values()):
-                    raise UsageError(f"training diverged at epoch {epoch + 1}, step {step + 1}; try a lower --lr")
+                with noise.keyed(noise.example_keys(seed, epoch, mine)):
+                    if binarize:
+                        x = (noise.rand_like(x) < x).to(x.dtype)
+                    losses = train_step(model, nets, optimizers, x, y, epoch * steps + step,
+                                        world.size * len(mine) / len(positions))
                 for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(idx)
+                    sums[k] = sums.get(k, 0.0) + v * len(mine)
                 step += 1
+                stop, diverged = world.any(interrupted(), not all(math.isfinite(v) for v in losses.values()))
+                if diverged:
+                    raise UsageError(f"training diverged at epoch {epoch + 1}, step {step}; try a lower --lr")
                 reporter.step(f"epoch {epoch + 1}/{epochs}", _loss_status(losses))
-                if interrupted():
+                if stop:
                     reporter.close()
-                    save(epoch, step, sums)
-                    print(f"interrupted: saved epoch {epoch + 1} at step {step}/{steps}; continue with: "
-                          f"gentool train --resume {run_dir}", file=sys.stderr)
+                    sums = world.total(sums)
+                    if world.writer:
+                        save(epoch, step, sums)
+                        print(f"interrupted: saved epoch {epoch + 1} at step {step}/{steps}; continue with: "
+                              f"gentool train --resume {run_dir}", file=sys.stderr)
                     raise SystemExit(130)
             step = 0
             seconds = time.perf_counter() - started
+            sums = world.total(sums)
+            model.after_epoch(batches_of(train_u8[:PRIOR_IMAGES], 500))
+            if not world.writer:
+                continue
             row = {"epoch": epoch + 1, **{f"train_{k}": v / n for k, v in sums.items()}}
             row.update({f"test_{k}": v for k, v in evaluate_losses(model, test_u8, test_y, 500, binarize, seed).items()})
             row["seconds"] = round(seconds, 3)
             rows.append(row)
-            model.after_epoch(batches_of(train_u8[:PRIOR_IMAGES], 500))
             write_grids(model, TorchGraphs(model, meta), run_dir, epoch + 1, preview_images, seed)
             _write_metrics(run_dir, rows)
             save(epoch + 1, 0, {})
@@ -371,6 +338,8 @@ def run(opts: Options) -> Path:
             test_status = _loss_status({k[5:]: v for k, v in row.items() if k.startswith("test_")})
             reporter.epoch(f"epoch {epoch + 1}/{epochs}  train {train_status}  test {test_status}  {seconds:.1f}s")
     reporter.close()
+    if not world.writer:
+        return None
 
     from gentool.export import export
     from gentool.runtime.artifact import Artifact

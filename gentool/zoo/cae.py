@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from gentool import noise
 from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.ae import SigmoidCodeAE
@@ -46,7 +47,7 @@ class CAE(SigmoidCodeAE):
         """Unbiased per-image estimate of ||J||_F^2: the mean of ||J v||^2 over random v ~ N(0, I)."""
         k = self.hparams["projections"]
         copies = x.repeat(k, *[1] * (x.dim() - 1))
-        _, jv = torch.func.jvp(self.encode, (copies,), (torch.randn_like(copies),))
+        _, jv = torch.func.jvp(self.encode, (copies,), (noise.randn_like(copies),))
         return jv.pow(2).sum(1).view(k, len(x)).mean(0)
 
     def jacobian_fro(self, x):

@@ -16,12 +16,12 @@ costs 3.3M multiply-adds per 28x28 image. Evaluation corrupts every image at exa
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-import numpy as np
-
 from gentool import metrics
+from gentool.noise import rand_like, randn_like
 from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
@@ -35,11 +35,11 @@ def corrupt(x: torch.Tensor, noise: str, level) -> torch.Tensor:
     salt-pepper: set a `level` fraction of pixels to 0 or 1 (even odds).
     """
     if noise == "gaussian":
-        return (x + level * torch.randn_like(x)).clamp(0, 1)
-    hit = torch.rand_like(x) < level
+        return (x + level * randn_like(x)).clamp(0, 1)
+    hit = rand_like(x) < level
     if noise == "mask":
         return x.masked_fill(hit, 0.0)
-    return torch.where(hit, (torch.rand_like(x) < 0.5).to(x.dtype), x)
+    return torch.where(hit, (rand_like(x) < 0.5).to(x.dtype), x)
 
 
 # A blind model trains on levels log-uniform from --noise-level / BLIND_LEVEL_SPAN to --noise-level.
@@ -119,7 +119,7 @@ class DAE(GenerativeModel):
     def losses(self, x, y=None):
         level = self.noise_level
         if self.hparams["blind"]:
-            level = level * BLIND_LEVEL_SPAN ** -torch.rand(len(x), 1, 1, 1, device=x.device)
+            level = level * BLIND_LEVEL_SPAN ** -rand_like(x.new_empty(len(x), 1, 1, 1))
         noisy = corrupt(x, self.hparams["noise"], level)
         estimate = self.denoiser.level(noisy)
         denoising = neg_psnr(self.denoiser.unet(noisy, estimate), x)

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from gentool import noise
 from gentool.zoo import register
 from gentool.zoo.ae import AE, reconstruction_nll
 from gentool.zoo.base import Graph
@@ -66,7 +67,7 @@ class VAE(AE):
     def elbo_terms(self, x) -> dict[str, torch.Tensor]:
         """Per-example reconstruction NLL, KL and -ELBO (beta = 1), one posterior sample."""
         mean, logvar = self.encode(x)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        z = mean + noise.randn_like(mean) * (0.5 * logvar).exp()
         rec = self.nll(self.decoder(z), x)
         kl = kl_standard_normal(mean, logvar)
         return {"reconstruction": rec, "kl": kl, "neg_elbo": rec + kl}

@@ -1,0 +1,140 @@
+"""The generator core: typed multi-input graphs, samplers shared by torch and onnxruntime, one
+metadata encoding, the family's own --help, and torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from safetensors.torch import load_file
+from torch import nn
+
+from conftest import ROOT, gentool, png
+from gentool import checkpoint
+from gentool.export import export, parity_inputs
+from gentool.graphs import TorchGraphs
+from gentool.runtime import latent
+from gentool.runtime.artifact import Artifact
+from gentool.zoo.base import GenerativeModel, Graph
+
+CLASSES = ["a", "b", "c"]
+
+
+class ConditionalDecoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.linear = nn.Embedding(3, 64), nn.Linear(2, 64)
+
+    def forward(self, z, label):
+        return torch.sigmoid(self.linear(z) + self.embed(label)).view(-1, 1, 8, 8)
+
+
+class Conditional(GenerativeModel):
+    """A two-input generator (z float, label int64), as a conditional GAN's will be."""
+
+    name = "conditional-toy"
+
+    def __init__(self):
+        super().__init__((1, 8, 8), {}, len(CLASSES))
+        self.generator = ConditionalDecoder()
+
+    def graphs(self, batch=2):
+        z, label = torch.randn(batch, 2), torch.arange(batch) % 3
+        return {"generator": Graph(self.generator, (z, label), ["z", "label"], ["x"], int_bounds={"label": 3})}
+
+    def graph_metadata(self):
+        return {"latent_dim": 2, "prior": {"mean": [0.0, 0.0], "cov": [[1.0, 0.0], [0.0, 1.0]]}}
+
+
+def test_a_two_input_graph_exports_with_typed_inputs_and_samples_alike_on_both_sides(tmp_path):
+    torch.manual_seed(0)
+    model = Conditional().eval()
+    meta = {"model": model.name, "data": "toy", "class_names": CLASSES}
+    graph = model.graphs()["generator"]
+    assert len(set(parity_inputs(graph)[1].tolist())) > 1  # integer inputs vary across the parity batch
+    assert export(model, meta, tmp_path)["generator"] < 1e-5
+    session_inputs = {i.name: (i.type, i.shape[0]) for i in Artifact(str(tmp_path), "cpu").session("generator").get_inputs()}
+    assert session_inputs["z"][0] == "tensor(float)" and session_inputs["label"][0] == "tensor(int64)"
+    assert session_inputs["z"][1] == session_inputs["label"][1]  # one batch axis
+    artifact = Artifact(str(tmp_path), "cpu")
+    assert artifact.meta["classes"] == CLASSES and artifact.meta["image_shape"] == [1, 8, 8]
+    onnx_side = latent.sample(artifact, 7, seed=4)
+    torch_side = latent.sample(TorchGraphs(model, meta), 7, seed=4)
+    assert np.abs(onnx_side - torch_side).max() < 1e-5
+    # labels run through the classes unless given; given ones are used
+    z = latent.prior_draws(artifact, 7, 4)
+    with torch.no_grad():
+        expected = model.generator(torch.from_numpy(z).float(), torch.arange(7) % 3).numpy()
+    assert np.abs(onnx_side - expected).max() < 1e-5
+    ones = latent.sample(artifact, 7, seed=4, labels=np.ones(7))
+    assert np.abs(ones - model.generator(torch.from_numpy(z).float(), torch.ones(7, dtype=torch.long)).detach().numpy()).max() < 1e-5
+    proc = gentool("sample", tmp_path, "-n", "6", torch_free=True)
+    assert png(proc.stdout).shape == (2 * 8 + 3 * 2, 3 * 8 + 4 * 2)
+
+
+def _onnx_with_meta(tmp_path, meta: dict):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    proto = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, tmp_path / "denoiser.onnx")
+    return tmp_path / "denoiser.onnx"
+
+
+def test_metadata_is_json_with_one_reader(tmp_path, digits):
+    good = {"gentool.model": '"dae"', "gentool.role": '"denoiser"', "gentool.image_shape": "[1, 4, 4]"}
+    assert Artifact(str(_onnx_with_meta(tmp_path, good)), "cpu").meta == {"model": "dae", "image_shape": [1, 4, 4]}
+    old = {**good, "gentool.image_shape": "1,4,4"}
+    proc = gentool("denoise", digits[0], "--model", _onnx_with_meta(tmp_path, old), torch_free=True, check=False)
+    assert proc.returncode == 2 and "gentool.image_shape is not JSON" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_the_runs_sample_grid_is_what_gentool_sample_draws(runs):
+    for name in ("vae", "ae"):
+        grid = (runs[name] / "grids" / "samples-001.png").read_bytes()
+        assert gentool("sample", runs[name], "--seed", "0", torch_free=True).stdout == grid
+        assert gentool("sample", runs[name], "--seed", "1", torch_free=True).stdout != grid
+
+
+def test_slerp_keeps_the_ends_and_a_gaussian_norm(runs):
+    artifact = Artifact(str(runs["vae"]), "cpu")
+    a, b = latent.seed_codes(artifact, [1, 2], "interpolate")
+    linear, spherical = (latent.interpolate(artifact, a, b, 5, slerp) for slerp in (False, True))
+    assert np.abs(linear[[0, -1]] - spherical[[0, -1]]).max() < 1e-6 and np.abs(linear[2] - spherical[2]).max() > 1e-3
+    strip = gentool("interpolate", runs["vae"], "--seeds", "1,2", "--steps", "5", "--slerp", torch_free=True).stdout
+    assert png(strip).shape == (28 + 4, 5 * 28 + 6 * 2)
+
+
+def test_train_help_lists_the_family_options():
+    out = gentool("train", "dae", "--help").stdout.decode()
+    assert "--noise-level" in out and "gaussian|mask|salt-pepper" in out and "default 0.5" in out and "--resume" in out
+    assert "--latent-dim" not in gentool("train", "--help").stdout.decode()
+    proc = gentool("train", "vae", "--data", "mnist", "--latent-dim", "x", check=False)
+    assert proc.returncode == 2 and "--latent-dim expects a int" in proc.stderr
+
+
+def test_torchrun_two_processes_train_the_weights_of_one(tmp_path):
+    """2 CPU processes (gloo), global batch 64, 301 images (the last batch 45, split 23 + 22): the
+    single-process run's weights, one run dir. (The conv vae agrees to about 1e-5 after these 5 steps:
+    its weight gradients sum the batch in another order; the mlp's to about 1e-7.)"""
+    args = ["train", "vae", "--arch", "mlp", "--data", "mnist", "--limit", "301", "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
+    gentool(*args, "--out", tmp_path / "one")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "gentool", *args, "--out", str(tmp_path / "two")], capture_output=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout.decode().split() == [str(tmp_path / "two")]  # rank 0 alone writes and reports
+    one, two = (load_file(str(tmp_path / d / checkpoint.WEIGHTS)) for d in ("one", "two"))
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-5
+    rows = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["train_loss"] == pytest.approx(
+        json.loads((tmp_path / "one" / "metrics.jsonl").read_text())["train_loss"], rel=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
