@@ -59,10 +59,13 @@ def _print_json(obj) -> None:
     print(json.dumps(obj), flush=True)
 
 
-def _artifact(spec: str, device: Device):
+def _open(spec: str, device: Device, verb: str):
+    """The artifact and the function that computes `verb` for its roles (else a usage error)."""
+    from gentool.runtime import verbs
     from gentool.runtime.artifact import Artifact
 
-    return Artifact(spec, device.value)
+    art = Artifact(spec, device.value)
+    return art, verbs.find(art, verb)
 
 
 def _read(artifact, paths: list[str]):
@@ -225,12 +228,6 @@ def export(
     print(target)
 
 
-def _verb(art, verb: str):
-    from gentool.runtime import verbs
-
-    return verbs.find(art, verb)
-
-
 @app.command()
 def sample(
     artifact: ArtifactArg,
@@ -242,8 +239,8 @@ def sample(
 ) -> None:
     """Draw new images from the model (a grid PNG)."""
     _positive("-n", n)
-    art = _artifact(artifact, device)
-    _write(_verb(art, "sample")(art, n, seed), out, nrow)
+    art, run = _open(artifact, device, "sample")
+    _write(run(art, n, seed), out, nrow)
 
 
 @app.command()
@@ -254,8 +251,7 @@ def reconstruct(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Encode and decode images; several inputs give a grid in input order."""
-    art = _artifact(artifact, device)
-    run = _verb(art, "reconstruct")
+    art, run = _open(artifact, device, "reconstruct")
     _write(run(art, _read(art, inputs)), out)
 
 
@@ -278,8 +274,7 @@ def encode(
     """Latent codes of images: JSON lines (one per input), CSV, or .npy."""
     from gentool.runtime import codes
 
-    art = _artifact(artifact, device)
-    run = _verb(art, "encode")
+    art, run = _open(artifact, device, "encode")
     codes.write(run(art, _read(art, inputs)), inputs, out, "json" if as_json else fmt.value)
 
 
@@ -294,8 +289,7 @@ def decode(
     """Images from latent codes (one code: one image; several: a grid)."""
     from gentool.runtime import codes
 
-    art = _artifact(artifact, device)
-    run = _verb(art, "decode")
+    art, run = _open(artifact, device, "decode")
     _write(run(art, codes.read(codes_in)), out, nrow)
 
 
@@ -318,12 +312,11 @@ def interpolate(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """A strip of images decoded along the line (or great circle) between two latent codes."""
-    from gentool.runtime import latent
+    from gentool.runtime import latent, verbs
 
     if steps < 2:
         raise UsageError(f"--steps must be at least 2, got {steps}")
-    art = _artifact(artifact, device)
-    run = _verb(art, "interpolate")
+    art, run = _open(artifact, device, "interpolate")
     if seeds is not None:
         if ends:
             raise UsageError("give two images or --seeds, not both")
@@ -331,7 +324,7 @@ def interpolate(
     else:
         if not ends or len(ends) != 2:
             raise UsageError("interpolate needs two images A B (or --seeds A,B)")
-        start, end = latent.code_of(_verb(art, "encode")(art, _read(art, ends)))
+        start, end = latent.code_of(verbs.find(art, "encode")(art, _read(art, ends)))
     _write(run(art, start, end, steps, slerp), out, nrow=steps)
 
 
@@ -346,8 +339,7 @@ def manifold(
     """The learned-manifold picture: decoded prior quantiles over two latent dimensions."""
     from gentool.runtime import latent
 
-    art = _artifact(artifact, device)
-    run = _verb(art, "manifold")
+    art, run = _open(artifact, device, "manifold")
     pair = latent.most_active_dims(art) if dims is None else _int_pair("--dims", dims)
     _write(run(art, size, pair), out, nrow=size)
     if dims is None:
@@ -365,8 +357,7 @@ def score(
 ) -> None:
     """Anomaly score per image, higher = more anomalous: -ELBO in nats (Bernoulli VAE), else reconstruction MSE."""
     _positive("--samples", samples)
-    art = _artifact(artifact, device)
-    run = _verb(art, "score")
+    art, run = _open(artifact, device, "score")
     scores, kind = run(art, _read(art, inputs), seed, samples)
     for name, value in zip(inputs, scores):
         print(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}")
@@ -385,8 +376,7 @@ def denoise(
     channel of a colour image as a grayscale image."""
     from gentool.runtime import image_to_image
 
-    art = _artifact(model or str(image_to_image.bundled_denoiser()), device)
-    run = _verb(art, "denoise")
+    art, run = _open(model or str(image_to_image.bundled_denoiser()), device, "denoise")
     _write(run(art, _read_any_size(art, image))[None], out)
 
 
@@ -404,8 +394,7 @@ def upscale(
 
     if factor is not None and factor < 2:
         raise UsageError(f"--factor must be at least 2, got {factor}")
-    art = _artifact(model or str(image_to_image.bundled_upscaler(factor or 2)), device)
-    run = _verb(art, "upscale")
+    art, run = _open(model or str(image_to_image.bundled_upscaler(factor or 2)), device, "upscale")
     _write(run(art, _read_any_size(art, image), factor)[None], out)
 
 

@@ -122,19 +122,23 @@ def test_train_help_lists_the_family_options():
 
 
 def test_torchrun_two_processes_train_the_weights_of_one(tmp_path):
-    """2 CPU processes (gloo), global batch 64, 301 images (the last batch 45, split 23 + 22): the
-    single-process run's weights, one run dir. (The conv vae agrees to about 1e-5 after these 5 steps:
-    its weight gradients sum the batch in another order; the mlp's to about 1e-7.)"""
-    args = ["train", "vae", "--arch", "mlp", "--data", "mnist", "--limit", "301", "--epochs", "1", "--batch-size", "64", "--device", "cpu"]
-    gentool(*args, "--out", tmp_path / "one")
+    """2 CPU processes (gloo), global batch 64, 301 images (the last batch 45, split 23 + 22), one
+    epoch and then `--resume` to a second, also under torchrun: the single-process run's weights and
+    metrics, in one run directory. (The conv vae agrees to about 1e-5 after as many steps: its weight
+    gradients sum the batch in another order; the mlp's to about 1e-7.)"""
+    args = ["--data", "mnist", "--limit", "301", "--batch-size", "64", "--device", "cpu"]
+    gentool("train", "vae", "--arch", "mlp", *args, "--epochs", "2", "--out", tmp_path / "one")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gentool", "train"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "gentool", *args, "--out", str(tmp_path / "two")], capture_output=True, cwd=tmp_path, env=env)
-    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    assert proc.stdout.decode().split() == [str(tmp_path / "two")]  # rank 0 alone writes and reports
+    for extra in (["vae", "--arch", "mlp", *args, "--epochs", "1", "--out", str(tmp_path / "two")],
+                  ["--resume", str(tmp_path / "two"), "--epochs", "2", "--device", "cpu"]):
+        proc = subprocess.run([*torchrun, *extra], capture_output=True, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        assert proc.stdout.decode().split() == [str(tmp_path / "two")]  # rank 0 alone writes and reports
     one, two = (load_file(str(tmp_path / d / checkpoint.WEIGHTS)) for d in ("one", "two"))
     assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-5
-    rows = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 1 and rows[0]["train_loss"] == pytest.approx(
-        json.loads((tmp_path / "one" / "metrics.jsonl").read_text())["train_loss"], rel=1e-5)
+    rows = {d: [json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("one", "two")}
+    assert [r["epoch"] for r in rows["two"]] == [1, 2]
+    for a, b in zip(rows["one"], rows["two"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]

@@ -136,6 +136,8 @@ class Artifact(Graphs):
         return sorted(self.files)
 
     def session(self, role: str):
+        if role not in self.files:
+            raise UsageError(f"this {self.model} artifact has no {role} graph (it has {', '.join(self.roles)})")
         if role not in self._sessions:
             meta = self._open(self.files[role])
             if meta["role"] != role:

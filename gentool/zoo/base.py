@@ -6,7 +6,9 @@ A family is a plain `nn.Module` subclass of `GenerativeModel`, built as
   is the type of the flag; None: a number the family resolves from its other options) and
   `choices` (allowed values where they are few); `train_defaults` (epochs, batch size, rate and its
   schedule that train well with no flags);
-- `losses(x, y)`: named per-example-mean losses of a batch (`loss` is the one optimised);
+- `losses(x, y)`: named per-example-mean losses of a batch (`loss` is the one optimised); noise it
+  draws comes from `gentool.noise.rand_like`/`randn_like` (keyed per example while training, so
+  resumes and torchrun runs follow the uninterrupted single-process run);
 - `graphs()`: the deterministic graphs it exports, by role (DESIGN.md), and `graph_metadata()`,
   the JSON values the runtime needs beside them (latent size, prior, ...).
 Hooks with defaults that fit most families:
