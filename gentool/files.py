@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -17,26 +18,47 @@ def _cannot_write(path, exc: OSError) -> UsageError:
     return UsageError(f"cannot write '{path}': {exc.strerror or exc}")
 
 
+def is_special(path: Path) -> bool:
+    """True for what exists but cannot be replaced, only written to: devices (/dev/null), FIFOs,
+    sockets, and the /dev and /proc views of open files (/dev/stdout)."""
+    if str(path).startswith(("/dev/", "/proc/")):
+        return True
+    return path.exists() and not path.is_file()
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to `path` that replaces `path` if the block succeeds.
+    """Yield the path to write `path` through, so that readers see the old file or the whole new one.
 
-    The temporary name keeps the suffix of `path`, so libraries that pick a format from the
-    suffix work. It is created with the usual permissions (0o666 less the umask), unlike
-    tempfile.mkstemp's 0o600, so the final file looks like any other file the user writes.
-    An OSError, in the block or in the rename, becomes UsageError("cannot write 'PATH': reason").
+    Usually a temporary file next to the target, renamed over it if the block succeeds; it keeps the
+    suffix of `path` (libraries pick formats from it) but is short, so a long valid name never fails
+    for want of room, and it takes the old file's permission bits (a new file: 0o666 less the umask,
+    unlike tempfile.mkstemp's 0o600). A symlink is resolved and its target written so. A device, FIFO
+    or socket (`-o /dev/null`, a named pipe, `/dev/stdout`) is written in place: replacing it would
+    destroy it. An OSError, in the block or in the rename, becomes UsageError("cannot write 'PATH': reason").
     """
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"cannot write '{path}': it is a directory")
-    tmp = path.with_name(f".{path.stem}.{os.urandom(4).hex()}.tmp{path.suffix}")
+    if is_special(path):
+        try:
+            yield path
+        except OSError as exc:
+            raise _cannot_write(path, exc) from None
+        return
+    target = Path(os.path.realpath(path))
+    suffix = target.suffix if len(target.suffix) <= 16 else ""
+    tmp = target.with_name(f".{os.urandom(4).hex()}.tmp{suffix}")
     try:
+        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
         raise _cannot_write(path, exc) from None
     try:
         yield tmp
-        os.replace(tmp, path)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
     except OSError as exc:
         raise _cannot_write(path, exc) from None
     finally:
@@ -48,6 +70,9 @@ def atomic_write(path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never part."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+STDOUT_PATHS = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 
 
 def write_stdout(data: bytes) -> None:

@@ -135,14 +135,15 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
 
 
 def write_image(image: np.ndarray, dest: str | None) -> None:
-    """Write a (C, H, W) image to `dest` (.png, .jpg, .jpeg), or as PNG to stdout for None or '-'."""
-    if dest in (None, "-"):
+    """Write a (C, H, W) image to `dest` (.png, .jpg, .jpeg; PNG to a device or FIFO without a
+    suffix), or as PNG to stdout for None, '-' or /dev/stdout."""
+    if dest is None or dest in files.STDOUT_PATHS:
         files.write_stdout(encode_png(image))
         return
     suffix = Path(dest).suffix.lower()
-    if suffix not in _FORMATS:
+    if suffix not in _FORMATS and not (files.is_special(Path(dest)) and not suffix):
         raise UsageError(f"unsupported output format '{suffix or dest}' (use .png or .jpg)")
-    files.atomic_write(dest, encode_png(image) if _FORMATS[suffix] == "PNG" else _encode_jpeg(image))
+    files.atomic_write(dest, _encode_jpeg(image) if _FORMATS.get(suffix) == "JPEG" else encode_png(image))
 
 
 def make_grid(

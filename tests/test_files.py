@@ -82,3 +82,48 @@ def test_read_input(tmp_path, monkeypatch):
     for bad in ("missing", ""):
         with pytest.raises(UsageError, match="cannot read"):
             files.read_input(str(tmp_path / bad))  # a missing file, then a directory
+
+
+def test_atomic_write_keeps_permissions_and_writes_through_symlinks(tmp_path):
+    private = tmp_path / "private.png"
+    private.write_bytes(b"old")
+    os.chmod(private, 0o600)
+    files.atomic_write(private, b"new")
+    assert private.read_bytes() == b"new" and private.stat().st_mode & 0o777 == 0o600
+    target, link = tmp_path / "target.png", tmp_path / "link.png"
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    files.atomic_write(link, b"new")
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "made.png")
+    files.atomic_write(dangling, b"made")
+    assert dangling.is_symlink() and (tmp_path / "made.png").read_bytes() == b"made"
+    long = tmp_path / ("x" * 250 + ".png")  # a valid name with no room for a longer temporary one
+    files.atomic_write(long, b"long")
+    assert long.read_bytes() == b"long"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["private.png", "target.png", "link.png", "dangling.png", "made.png", long.name])
+
+
+def test_special_files_are_written_in_place(tmp_path, runs):
+    """A FIFO's reader gets the image, and a device node stays a device (as root: a copy of /dev/null's)."""
+    import stat
+    import threading
+
+    from conftest import gentool
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    gentool("sample", runs["vae"], "-n", "1", "-o", fifo, torch_free=True)
+    reader.join(timeout=60)
+    assert got and got[0].startswith(b"\x89PNG") and stat.S_ISFIFO(fifo.stat().st_mode)
+    assert gentool("sample", runs["vae"], "-n", "1", "-o", "/dev/stdout", torch_free=True).stdout.startswith(b"\x89PNG")
+    if os.geteuid() == 0:
+        null = tmp_path / "null"
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        gentool("sample", runs["vae"], "-n", "1", "-o", null, torch_free=True)
+        assert stat.S_ISCHR(null.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) <= ["null", "pipe"]

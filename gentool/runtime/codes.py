@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from gentool.errors import UsageError
-from gentool.files import atomic_write, read_input, write_stdout
+from gentool.files import STDOUT_PATHS, atomic_write, read_input, write_stdout
 
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -39,7 +39,7 @@ def write(outputs: dict[str, np.ndarray], names: list[str], out: str | None, fmt
                 row["logvar"] = [round(float(v), 7) for v in outputs["logvar"][i]]
             lines.append(json.dumps(row) + "\n")
         data = "".join(lines).encode()
-    if out is None or out == "-":
+    if out is None or out in STDOUT_PATHS:
         if fmt == "npy":
             write_stdout(data)
         else:
