@@ -2,18 +2,21 @@
 
 The metadata holds one key, `gentool`, a JSON string (safetensors metadata values must be strings)
 with the model name, every hyperparameter, image shape, data name and pixel stats, epoch, seed and
-versions. Optimizer and RNG state for `--resume` live beside it in `resume.pt`.
+versions. `resume.pt` holds what `--resume` needs: the same weights and metadata, and the optimizer
+and RNG state (see `save` for why the weights are in both).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 from pathlib import Path
 
 import torch
 
 from gentool import data as datasets
-from gentool.errors import UsageError
+from gentool.errors import GentoolError, UsageError
 from gentool.files import atomic_path
 
 WEIGHTS = "model.safetensors"
@@ -26,15 +29,39 @@ def versions() -> dict[str, str]:
     return {"gentool": gentool.__version__, "torch": torch.__version__}
 
 
+def _disk_full(exc: BaseException, path: Path) -> bool:
+    """Whether a writer's error means the disk is full (torch and safetensors say it in their own words)."""
+    text = str(exc)
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text or "os error 28" in text:
+        return True
+    return "write failed" in text and shutil.disk_usage(path.parent).free < 2**20
+
+
+def _write(path: Path, writer) -> None:
+    """`writer(tmp)` writes the file atomically; a full disk is said so, in one line."""
+    with atomic_path(path) as tmp:
+        try:
+            writer(tmp)
+        except Exception as exc:
+            if _disk_full(exc, path):
+                raise GentoolError(f"no space left on device: cannot write '{path}'") from None
+            raise
+
+
 def save(run_dir: Path, model: torch.nn.Module, meta: dict, resume_state: dict | None = None) -> None:
+    """Write the weights and, for a training, the resume state.
+
+    The resume state carries the weights and metadata as well and is written first, so whenever the
+    process dies `resume.pt` is one complete checkpoint, the new or the previous one (and
+    `model.safetensors` too, the previous one until its own rename): `--resume` is exact.
+    """
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(run_dir / WEIGHTS) as tmp:
-        save_file(tensors, str(tmp), metadata={"gentool": json.dumps({**meta, "versions": versions()})})
+    text = json.dumps({**meta, "versions": versions()})
     if resume_state is not None:
-        with atomic_path(run_dir / RESUME) as tmp:
-            torch.save(resume_state, tmp)
+        _write(Path(run_dir) / RESUME, lambda tmp: torch.save({**resume_state, "model": tensors, "meta": text}, tmp))
+    _write(Path(run_dir) / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata={"gentool": text}))
 
 
 def weights_path(path: Path) -> Path:
@@ -60,19 +87,24 @@ def read_meta(path: Path) -> dict:
     return json.loads(raw)
 
 
+def _build(meta: dict, tensors: dict, source, device):
+    """The model the metadata describes, with these weights, in eval mode."""
+    from gentool import zoo
+
+    model = zoo.get(meta["model"])(tuple(meta["image_shape"]), meta["hparams"], meta.get("classes"))
+    try:
+        model.load_state_dict(tensors)
+    except Exception as e:
+        raise UsageError(f"'{source}': weights do not match the model in its metadata ({str(e).splitlines()[0]})") from None
+    return model.to(device).eval()
+
+
 def load(path: Path, device: str | torch.device = "cpu"):
     """Rebuild the model from a checkpoint alone; returns (model in eval mode, metadata)."""
     from safetensors.torch import load_file
 
-    from gentool import zoo
-
     meta = read_meta(path)
-    model = zoo.get(meta["model"])(tuple(meta["image_shape"]), meta["hparams"], meta.get("classes"))
-    try:
-        model.load_state_dict(load_file(str(weights_path(path))))
-    except Exception as e:
-        raise UsageError(f"'{path}': weights do not match the model in its metadata ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), meta
+    return _build(meta, load_file(str(weights_path(path))), path, device), meta
 
 
 def load_with_split(path: Path, data: str | None, split: str, limit: int | None, device="cpu"):
@@ -83,11 +115,17 @@ def load_with_split(path: Path, data: str | None, split: str, limit: int | None,
     return model, meta, datasets.check_shape(dataset, meta["image_shape"])
 
 
-def load_resume_state(run_dir: Path) -> dict:
+def load_resume(run_dir: Path):
+    """(model, metadata, resume state) of the last complete training checkpoint of a run."""
     file = Path(run_dir) / RESUME
     if not file.is_file():
-        raise UsageError(f"cannot resume '{run_dir}': {RESUME} is missing")
+        raise UsageError(f"cannot resume '{run_dir}': {RESUME} is missing" if (Path(run_dir) / WEIGHTS).is_file()
+                         else f"no checkpoint at '{run_dir}' (expected a run directory with {RESUME})")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UsageError(f"cannot resume '{run_dir}': {RESUME} is unreadable ({str(e).splitlines()[0]})") from None
+    if "model" not in state:
+        raise UsageError(f"cannot resume '{run_dir}': its {RESUME} was written by an older gentool, without the weights")
+    meta = json.loads(state.pop("meta"))
+    return _build(meta, state.pop("model"), run_dir, "cpu"), meta, state

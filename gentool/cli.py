@@ -8,6 +8,7 @@ for usage and input errors, 1 for failures while running (`--debug` shows the tr
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -398,7 +399,13 @@ def upscale(
     _write(run(art, _read_any_size(art, image), factor)[None], out)
 
 
+def _terminated(signum, frame):
+    """SIGTERM unwinds like an error, so that temporary files are removed on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = app(standalone_mode=False)
     except typer.Exit as e:  # raised by --help and friends in non-standalone mode

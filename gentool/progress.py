@@ -1,4 +1,4 @@
-"""What a person sees and does while a training runs: progress on stderr, and Ctrl-C."""
+"""What a person sees and does while a training runs: progress on stderr, and Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -41,11 +41,15 @@ class Reporter:
             self.progress.stop()
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def deferred_interrupt():
-    """Turn the first Ctrl-C into a flag checked between steps, so a step is never half-applied.
+    """Turn the first Ctrl-C or SIGTERM (what kill, systemd, Docker and job schedulers send) into
+    a flag checked between steps, so a step is never half-applied; the flag is the signal's number.
 
-    A second Ctrl-C interrupts at once.
+    A second one interrupts at once.
     """
     hits = []
 
@@ -55,11 +59,12 @@ def deferred_interrupt():
         hits.append(signum)
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        yield lambda: False
+        previous = [signal.signal(s, handler) for s in STOP_SIGNALS]
+    except ValueError:  # not the main thread: leave the signals alone
+        yield lambda: 0
         return
     try:
-        yield lambda: bool(hits)
+        yield lambda: hits[0] if hits else 0
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, old in zip(STOP_SIGNALS, previous):
+            signal.signal(s, old)

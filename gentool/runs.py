@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from gentool.errors import UsageError
 
 ROOT = Path("runs")
+CLAIM = ".gentool-run"  # created exclusively in a run directory by the training that owns it
 
 
 def new_run_dir(model: str, data_name: str) -> Path:
@@ -17,6 +19,50 @@ def new_run_dir(model: str, data_name: str) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+def _claim_in(path: Path) -> bool:
+    """Create the claim file in `path` (exclusively); False if another training holds it."""
+    try:
+        fd = os.open(path / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise UsageError(f"cannot write '{path}': {exc.strerror or exc}") from None
+    os.write(fd, f"{os.getpid()}\n".encode())
+    os.close(fd)
+    return True
+
+
+def claim(out: Path | None, model: str, data_name: str) -> Path:
+    """The run directory, claimed for this training: `out`, which must be new or empty, or the
+    first free default name. Of two trainings started into one directory exactly one gets it (an
+    exclusive create); the other is told, or takes the next default name."""
+    if out is None:
+        while True:
+            path = new_run_dir(model, data_name)
+            try:
+                path.mkdir(parents=True)
+            except FileExistsError:
+                continue
+            if _claim_in(path):
+                return path
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        taken = any(out.iterdir())
+    except OSError as exc:
+        raise UsageError(f"cannot write '{out}': {exc.strerror or exc}") from None
+    if taken or not _claim_in(out):
+        raise UsageError(f"'{out}' already exists and is not empty (or another training is writing it); choose another --out or use --resume")
+    return out
+
+
+def release_if_unused(path: Path) -> None:
+    """Give up the claim on a run directory that holds nothing else (a training that failed before
+    its first checkpoint), so that the same --out can be used again."""
+    if path is not None and [p.name for p in path.iterdir()] == [CLAIM]:
+        (path / CLAIM).unlink()
 
 
 def newest(name: str, holding: str, what: str) -> Path:

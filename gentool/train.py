@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -130,8 +131,7 @@ def _setup(opts: Options, writer: bool = True):
 
     if opts.resume:
         run_dir = Path(opts.resume)
-        model, meta = checkpoint.load(run_dir)
-        state = checkpoint.load_resume_state(run_dir)
+        model, meta, state = checkpoint.load_resume(run_dir)
         model.train()
         train_set, _ = training_set(meta["data"], meta["train"]["limit"], meta["train"].get("classes"))
         return run_dir, model, meta, state, train_set
@@ -180,11 +180,7 @@ def _setup(opts: Options, writer: bool = True):
             raise UsageError(f"cannot start from '{opts.init}': its weights do not fit images of shape {meta['image_shape']}") from None
     if not writer:
         return None, model, meta, None, train_set
-    run_dir = Path(opts.out) if opts.out else runs.new_run_dir(cls.name, train_set.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UsageError(f"'{run_dir}' already exists and is not empty; choose another --out or use --resume")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir, model, meta, None, train_set
+    return runs.claim(opts.out, cls.name, train_set.name), model, meta, None, train_set
 
 
 @torch.no_grad()
@@ -237,6 +233,14 @@ def run(opts: Options) -> Path | None:
 
 def _train(opts: Options, world: distributed.World, device: torch.device) -> Path | None:
     run_dir, model, meta, state, train_set = _setup(opts, world.writer)
+    try:
+        return _loop(opts, world, device, run_dir, model, meta, state, train_set)
+    except BaseException:
+        runs.release_if_unused(run_dir)
+        raise
+
+
+def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path | None:
     cfg = meta["train"]
     epochs = opts.epochs if (opts.resume and opts.epochs is not None) else cfg["epochs"]
     if epochs < 1:
@@ -309,7 +313,8 @@ def _train(opts: Options, world: distributed.World, device: torch.device) -> Pat
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v * len(mine)
                 step += 1
-                stop, diverged = world.any(interrupted(), not all(math.isfinite(v) for v in losses.values()))
+                signum = interrupted()
+                stop, diverged = world.any(signum, not all(math.isfinite(v) for v in losses.values()))
                 if diverged:
                     raise UsageError(f"training diverged at epoch {epoch + 1}, step {step}; try a lower --lr")
                 reporter.step(f"epoch {epoch + 1}/{epochs}", _loss_status(losses))
@@ -320,7 +325,7 @@ def _train(opts: Options, world: distributed.World, device: torch.device) -> Pat
                         save(epoch, step, sums)
                         print(f"interrupted: saved epoch {epoch + 1} at step {step}/{steps}; continue with: "
                               f"gentool train --resume {run_dir}", file=sys.stderr)
-                    raise SystemExit(130)
+                    raise SystemExit(128 + (signum or signal.SIGINT))
             step = 0
             seconds = time.perf_counter() - started
             sums = world.total(sums)

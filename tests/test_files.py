@@ -127,3 +127,20 @@ def test_special_files_are_written_in_place(tmp_path, runs):
         gentool("sample", runs["vae"], "-n", "1", "-o", null, torch_free=True)
         assert stat.S_ISCHR(null.stat().st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) <= ["null", "pipe"]
+
+
+def test_sigterm_leaves_no_temporary_file(tmp_path):
+    """gentool's SIGTERM handler unwinds like an error, so an atomic write in progress is removed."""
+    import signal
+
+    from gentool.cli import _terminated
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            with files.atomic_path(tmp_path / "out.png") as tmp:
+                tmp.write_bytes(b"half")
+                os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stop.value.code == 128 + signal.SIGTERM and list(tmp_path.iterdir()) == []

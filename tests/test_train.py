@@ -78,8 +78,8 @@ def test_init_fine_tunes_from_a_run_on_other_data(tmp_path, runs):
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch, schedule):
+@pytest.mark.parametrize("schedule, signum", [("constant", signal.SIGINT), ("cosine", signal.SIGTERM)])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch, schedule, signum):
     straight = training.run(tiny(tmp_path, "straight", lr_schedule=schedule))
     from gentool.zoo.vae import VAE
 
@@ -88,13 +88,13 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path, monkeypatch, s
     def interrupt_at_step_5(self, *args):
         calls.append(1)
         if len(calls) == 5:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
         return original(self, *args)
 
     monkeypatch.setattr(VAE, "phase_losses", interrupt_at_step_5)
     with pytest.raises(SystemExit) as stop:
         training.run(tiny(tmp_path, "interrupted", lr_schedule=schedule))
-    assert stop.value.code == 130
+    assert stop.value.code == 128 + signum
     assert checkpoint.read_meta(tmp_path / "interrupted")["step"] == 2  # 3 steps an epoch: epoch 2, step 2
     monkeypatch.setattr(VAE, "phase_losses", original)
     resumed = training.run(training.Options(model="", resume=tmp_path / "interrupted", device="cpu"))
@@ -178,3 +178,60 @@ def test_onnx_without_gentool_metadata_is_refused(runs, tmp_path):
     onnx.save(proto, tmp_path / "plain.onnx")
     proc = gentool("sample", tmp_path / "plain.onnx", check=False)
     assert proc.returncode == 2 and "has no gentool metadata" in proc.stderr
+
+
+def test_two_trainings_into_one_directory_one_wins(tmp_path):
+    """Started together into one --out: exactly one trains, the other exits 2 saying why; a training
+    that fails before its first checkpoint leaves the directory reusable."""
+    import subprocess
+    import sys
+
+    from conftest import _LAUNCH
+
+    args = ["train", "vae", "--arch", "mlp", "--hidden", "16", "--data", "mnist", "--limit", "64", "--epochs", "1", "--out", str(tmp_path / "run")]
+    procs = [subprocess.Popen([sys.executable, "-c", _LAUNCH, "--with-torch", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for _ in range(2)]
+    results = sorted((p.wait(), p.stderr.read().decode()) for p in procs)
+    assert [code for code, _ in results] == [0, 2], results
+    assert "already exists and is not empty (or another training is writing it)" in results[1][1]
+    assert checkpoint.read_meta(tmp_path / "run")["epoch"] == 1
+    proc = gentool("train", "vae", "--data", "mnist", "--epochs", "1", "--lr", "nan", "--out", tmp_path / "fails", check=False)
+    assert proc.returncode != 0 and list((tmp_path / "fails").iterdir()) == []
+
+
+def test_a_checkpoint_is_one_unit(tmp_path, monkeypatch):
+    """Killed between writing resume.pt and model.safetensors, the run still resumes exactly; an old
+    resume.pt is refused; a full disk says so."""
+    import safetensors.torch
+
+    straight = training.run(tiny(tmp_path, "straight", epochs=3))
+    original, saves = safetensors.torch.save_file, []
+
+    def killed_at_the_second_weights_write(*args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # as if killed: resume.pt of epoch 2 is written, model.safetensors is not
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", killed_at_the_second_weights_write)
+    with pytest.raises(KeyboardInterrupt):
+        training.run(tiny(tmp_path, "killed", epochs=3))
+    monkeypatch.setattr(safetensors.torch, "save_file", original)
+    assert checkpoint.read_meta(tmp_path / "killed")["epoch"] == 1
+    resumed = training.run(training.Options(model="", resume=tmp_path / "killed", device="cpu"))
+    assert_same_weights(straight, resumed)
+
+    state = torch.load(resumed / checkpoint.RESUME, weights_only=True)
+    torch.save({k: v for k, v in state.items() if k not in ("model", "meta")}, resumed / checkpoint.RESUME)
+    with pytest.raises(training.UsageError, match="written by an older gentool"):
+        checkpoint.load_resume(resumed)
+
+    def disk_full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 0})())
+    model, meta = checkpoint.load(straight)
+    with pytest.raises(checkpoint.GentoolError, match="^no space left on device: cannot write"):
+        checkpoint.save(tmp_path / "straight", model, meta, {"epoch": 3})
+    assert sorted(p.name for p in (tmp_path / "straight").iterdir() if p.name.startswith(".") and p.name != ".gentool-run") == []
