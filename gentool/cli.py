@@ -56,8 +56,10 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _print_json(obj) -> None:
-    print(json.dumps(obj), flush=True)
+def _out(text: str) -> None:
+    from gentool.files import write_stdout
+
+    write_stdout(text + "\n")
 
 
 def _open(spec: str, device: Device, verb: str):
@@ -153,7 +155,7 @@ def train(
         )
     )
     if run_dir is not None:  # None in the processes of rank > 0 under torchrun
-        print(run_dir)
+        _out(str(run_dir))
 
 
 @app.command()
@@ -162,7 +164,7 @@ def models() -> None:
     _needs_torch("models")
     from gentool import zoo
 
-    print("\n\n".join(zoo.describe(name) for name in sorted(zoo.families())))
+    _out("\n\n".join(zoo.describe(name) for name in sorted(zoo.families())))
 
 
 @app.command()
@@ -192,7 +194,7 @@ def evaluate(
     result = run_evaluation(Path(run), data, split, device.value, limit, seed, anomaly, probe,
                             iw_samples=iw_samples, noise_level=noise_level)
     if as_json:
-        _print_json(result)
+        _out(json.dumps(result))
         return
     from rich.console import Console
     from rich.table import Table
@@ -226,7 +228,7 @@ def export(
     differences = run_export(model, meta, target, opset or OPSET)
     for role, diff in differences.items():
         _err(f"{role}: {target / (role + '.onnx')}  max |torch - onnxruntime| = {diff:.1e}")
-    print(target)
+    _out(str(target))
 
 
 @app.command()
@@ -360,8 +362,8 @@ def score(
     _positive("--samples", samples)
     art, run = _open(artifact, device, "score")
     scores, kind = run(art, _read(art, inputs), seed, samples)
-    for name, value in zip(inputs, scores):
-        print(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}")
+    _out("\n".join(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"
+                   for name, value in zip(inputs, scores)))
     if not as_json:
         _err(f"scores: {kind} (higher is more anomalous)")
 
@@ -405,6 +407,9 @@ def _terminated(signum, frame):
 
 
 def main() -> None:
+    from gentool.files import guard_standard_streams
+
+    guard_standard_streams()
     signal.signal(signal.SIGTERM, _terminated)
     try:
         code = app(standalone_mode=False)

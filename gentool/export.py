@@ -11,6 +11,7 @@ written.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from gentool.errors import GentoolError
-from gentool.files import atomic_write
+from gentool.files import atomic_path
 from gentool.graphs import metadata
 
 OPSET = 18
@@ -93,11 +94,24 @@ def _max_difference(graph, proto) -> float:
     return max(float(d.max()) if np.isfinite(d).all() else float("inf") for d in differences)
 
 
+def origin(model, meta: dict) -> dict:
+    """Which checkpoint graphs come from: a hash of the weights, with the epoch and step. Every graph
+    of an export carries it, and the runtime refuses to use graphs of different origins together."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return {"weights": digest.hexdigest()[:16], "epoch": meta.get("epoch"), "step": meta.get("step")}
+
+
 def export(model, meta: dict, out_dir: Path, opset: int = OPSET) -> dict[str, float]:
-    """Write `<role>.onnx` for every graph of `model` into out_dir; returns role -> max abs difference."""
+    """Write `<role>.onnx` for every graph of `model` into out_dir; returns role -> max abs difference.
+
+    All graphs are checked and written to temporary files before any replaces a file of out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
+    source = origin(model, meta)
     protos, differences = {}, {}
     for role, graph in model.graphs().items():
         graph.module.eval()
@@ -108,9 +122,10 @@ def export(model, meta: dict, out_dir: Path, opset: int = OPSET) -> dict[str, fl
                 f"export of '{role}' failed its parity check: onnxruntime differs from torch by "
                 f"{differences[role]:.2e} (tolerance {graph.tolerance:.0e})"
             )
-        for key, value in metadata(model, meta, role).items():
+        for key, value in {**metadata(model, meta, role), "origin": source}.items():
             proto.metadata_props.add(key=f"gentool.{key}", value=json.dumps(value))
         protos[role] = proto
-    for role, proto in protos.items():
-        atomic_write(out_dir / f"{role}.onnx", proto.SerializeToString())
+    with contextlib.ExitStack() as stack:
+        for role, proto in protos.items():
+            stack.enter_context(atomic_path(out_dir / f"{role}.onnx")).write_bytes(proto.SerializeToString())
     return differences

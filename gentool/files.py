@@ -75,12 +75,24 @@ def atomic_write(path, data: bytes) -> None:
 STDOUT_PATHS = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 
 
-def write_stdout(data: bytes) -> None:
-    """Write binary data to stdout; refuse a terminal, and exit quietly if the reader went away."""
-    if sys.stdout.isatty():
+# What a shell tool killed by SIGPIPE returns (128 + 13): a pipeline under `set -o pipefail` sees it.
+BROKEN_PIPE_EXIT = 141
+_CLOSED = "stdout is closed; use -o FILE"
+
+
+def write_stdout(data: bytes | str) -> None:
+    """The one way gentool writes results to stdout: text as UTF-8, binary data (refused on a
+    terminal) as it is. A closed stdout (`>&-`) is a usage error; a reader that went away (`| head`)
+    ends gentool quietly with BROKEN_PIPE_EXIT. Both are failures: never a silent exit 0."""
+    stream = sys.stdout
+    if stream is None:
+        raise UsageError(_CLOSED)
+    if isinstance(data, str):
+        data = data.encode()
+    elif stream.isatty():
         raise UsageError("refusing to write binary data to a terminal; use -o FILE or a pipe")
-    out = sys.stdout.buffer
     try:
+        out = stream.buffer
         # Under PYTHONUNBUFFERED, out is the raw file, whose write() may write only part.
         view = memoryview(data)
         while view:
@@ -88,8 +100,20 @@ def write_stdout(data: bytes) -> None:
         out.flush()
     except BrokenPipeError:
         # Point stdout at devnull so the interpreter's final flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(0) from None
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        raise SystemExit(BROKEN_PIPE_EXIT) from None
+    except (OSError, ValueError):  # EBADF, or a stream closed under us
+        raise UsageError(_CLOSED) from None
+
+
+def guard_standard_streams() -> None:
+    """Hold the descriptors of closed standard streams on /dev/null, so that no file gentool opens
+    becomes fd 0, 1 or 2 by accident (a closed stdout stays detected: sys.stdout is None)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.dup2(os.open(os.devnull, os.O_RDWR), fd)
 
 
 def read_input(src: str) -> bytes:

@@ -63,11 +63,11 @@ def test_write_stdout_to_pipes(unbuffered):
     env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
     whole = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env)
     assert whole.returncode == 0 and len(whole.stdout) == 10_000_000
-    # A reader that goes away early (like `| head -c 10`): exit 0, nothing on stderr.
+    # A reader that goes away early (like `| head -c 10`): exit 141 as SIGPIPE gives, nothing on stderr.
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     proc.stdout.read(10)
     proc.stdout.close()
-    assert proc.wait(timeout=30) == 0
+    assert proc.wait(timeout=30) == files.BROKEN_PIPE_EXIT
     assert proc.stderr.read() == b""
 
 
@@ -144,3 +144,18 @@ def test_sigterm_leaves_no_temporary_file(tmp_path):
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert stop.value.code == 128 + signal.SIGTERM and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("verb", ["sample", "score", "encode"])
+def test_closed_or_broken_stdout_is_a_failure(runs, digits, verb):
+    """One rule for image and text verbs: a closed stdout is a usage error, a reader that went away
+    ends gentool with 141 (as SIGPIPE ends shell tools), never a silent 0."""
+    from conftest import _LAUNCH, ROOT
+
+    args = [sys.executable, "-c", _LAUNCH, "--torch-free", verb, str(runs["vae"])] + ([] if verb == "sample" else [str(digits[0])])
+    closed = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT,
+                            preexec_fn=lambda: os.close(1))
+    assert closed.returncode == 2 and closed.stderr.decode().strip() == "gentool: error: stdout is closed; use -o FILE"
+    broken = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    broken.stdout.close()  # the reader is gone before anything is written
+    assert broken.wait() == files.BROKEN_PIPE_EXIT and broken.stderr.read() == b""

@@ -235,3 +235,35 @@ def test_a_checkpoint_is_one_unit(tmp_path, monkeypatch):
     with pytest.raises(checkpoint.GentoolError, match="^no space left on device: cannot write"):
         checkpoint.save(tmp_path / "straight", model, meta, {"epoch": 3})
     assert sorted(p.name for p in (tmp_path / "straight").iterdir() if p.name.startswith(".") and p.name != ".gentool-run") == []
+
+
+def test_an_export_is_one_unit_of_one_origin(runs, digits, tmp_path, monkeypatch):
+    """Graphs of different checkpoints are refused together; a failing export replaces nothing."""
+    import shutil
+
+    from gentool import export as exporting
+
+    model, meta = checkpoint.load(runs["vae"])
+    exporting.export(model, meta, tmp_path / "a")
+    with torch.no_grad():
+        next(model.decoder.parameters()).add_(0.1)
+    exporting.export(model, meta, tmp_path / "b")
+    assert gentool("reconstruct", tmp_path / "a", digits[0], torch_free=True).stdout.startswith(b"\x89PNG")
+    shutil.copy(tmp_path / "b" / "decoder.onnx", tmp_path / "a" / "decoder.onnx")
+    proc = gentool("reconstruct", tmp_path / "a", digits[0], torch_free=True, check=False)
+    assert proc.returncode == 2 and "exported from another checkpoint" in proc.stderr
+    before = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()}
+    from pathlib import Path
+
+    original, calls = Path.write_bytes, []
+
+    def fails_on_the_second_graph(self, data):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return original(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", fails_on_the_second_graph)
+    with pytest.raises(training.UsageError, match="No space left on device"):
+        exporting.export(model, {**meta, "epoch": 7}, tmp_path / "b")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before

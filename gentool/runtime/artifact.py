@@ -127,6 +127,8 @@ class Artifact(Graphs):
             raise UsageError(f"'{file}' has no gentool metadata ({', '.join(missing)}); export it with `gentool export`")
         if self.meta and meta["model"] != self.meta["model"]:
             raise UsageError(f"'{file}' belongs to a '{meta['model']}' model, not '{self.meta['model']}'")
+        if self.meta and meta.get("origin") != self.meta.get("origin"):
+            raise UsageError(f"'{file}' was exported from another checkpoint than the other graphs in '{file.parent}'; export them again together")
         self.meta = self.meta or {k: v for k, v in meta.items() if k != "role"}
         self._sessions[meta["role"]] = session
         return meta

@@ -40,13 +40,7 @@ def write(outputs: dict[str, np.ndarray], names: list[str], out: str | None, fmt
             lines.append(json.dumps(row) + "\n")
         data = "".join(lines).encode()
     if out is None or out in STDOUT_PATHS:
-        if fmt == "npy":
-            write_stdout(data)
-        else:
-            import sys
-
-            sys.stdout.write(data.decode())
-            sys.stdout.flush()
+        write_stdout(data if fmt == "npy" else data.decode())
     else:
         atomic_write(Path(out), data)
 
