@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from gentool import checkpoint, data, train as training, zoo
 from gentool.graphs import TorchGraphs
+from gentool.runtime import graphcheck
 from gentool.runtime.artifact import Artifact
 
 FAMILIES = sorted(zoo.families())
@@ -72,3 +73,5 @@ def test_every_graph_exported_and_the_preview_matches_the_export(family_runs):
     for key in torch_side:
         assert np.abs(torch_side[key] - onnx_side[key]).max() < 1e-4, key
     assert {p.name.rsplit("-", 1)[0] for p in (straight / "grids").glob("*-002.png")} == set(torch_side)
+    for file in artifact.files.values():  # the runtime's operator list covers what the exporter emitted
+        assert {op for _, op in graphcheck.operators(file.read_bytes())} <= graphcheck.ALLOWED

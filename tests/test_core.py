@@ -142,3 +142,68 @@ def test_torchrun_two_processes_train_the_weights_of_one(tmp_path):
     for a, b in zip(rows["one"], rows["two"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+
+
+def test_graphs_outside_what_gentool_exports_are_refused(tmp_path, digits):
+    """A Loop (which could run for ever), a custom-domain op, and a decoder whose input does not fit
+    its metadata never get to run."""
+    from gentool.runtime import graphcheck
+
+    meta = {"gentool.model": '"dae"', "gentool.role": '"denoiser"', "gentool.image_shape": "[1, 4, 4]"}
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    body = helper.make_graph([helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+                             [helper.make_tensor_value_info(n, t, []) for n, t in (("i", TensorProto.INT64), ("cond_in", TensorProto.BOOL))],
+                             [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])])
+    steps = helper.make_tensor("steps", TensorProto.INT64, [], [2**62])
+    keep = helper.make_tensor("keep", TensorProto.BOOL, [], [True])
+    looping = helper.make_graph([helper.make_node("Loop", ["steps", "keep"], [], body=body), helper.make_node("Identity", ["x"], ["y"])],
+                                "loop", [x], [y], [steps, keep])
+    for name, graph, extra in (("loop", looping, {}),
+                               ("custom", helper.make_graph([helper.make_node("Noise", ["x"], ["y"], domain="evil.ops")], "c", [x], [y]), {})):
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("evil.ops", 1)])
+        proto.ir_version = 9
+        for key, value in {**meta, **extra}.items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, tmp_path / f"{name}.onnx")
+        proc = gentool("denoise", digits[0], "--model", tmp_path / f"{name}.onnx", torch_free=True, check=False)
+        assert proc.returncode == 2 and "uses operators gentool does not run" in proc.stderr, proc.stderr
+    assert {"Loop"} & graphcheck.ALLOWED == set()
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 3])
+    out = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
+    proto = helper.make_model(helper.make_graph([helper.make_node("Identity", ["z"], ["x"])], "d", [z], [out]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    for key, value in {"gentool.model": '"vae"', "gentool.role": '"decoder"', "gentool.image_shape": "[1, 4, 4]",
+                       "gentool.latent_dim": "5"}.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, tmp_path / "decoder.onnx")
+    proc = gentool("sample", tmp_path / "decoder.onnx", torch_free=True, check=False)
+    assert proc.returncode == 2 and "input z has shape ['batch', 3], which does not fit its metadata" in proc.stderr
+
+
+def test_metadata_that_lies_and_non_finite_outputs_are_clear_errors(runs, tmp_path):
+    import shutil
+
+    from test_score_probe import _set_meta
+
+    shutil.copy(runs["ae"] / "decoder.onnx", tmp_path / "decoder.onnx")
+    _set_meta(tmp_path / "decoder.onnx", "gentool.prior", json.dumps({"mean": [0.0] * 32, "cov": [[-1.0] * 32] * 32}))
+    proc = gentool("sample", tmp_path / "decoder.onnx", torch_free=True, check=False)
+    assert proc.returncode == 2 and "prior is not a Gaussian over its 32 latent dimensions" in proc.stderr
+    _set_meta(tmp_path / "decoder.onnx", "gentool.prior", json.dumps({"mean": [0.0] * 32, "cov": np.diag([1e300] * 32).tolist()}))
+    proc = gentool("sample", tmp_path / "decoder.onnx", torch_free=True, check=False)
+    assert proc.returncode == 2 and "codes must be finite numbers" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 16])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 1, 4, 4])
+    nodes = [helper.make_node("Abs", ["z"], ["a"]), helper.make_node("Neg", ["a"], ["n"]), helper.make_node("Log", ["n"], ["l"]),
+             helper.make_node("Reshape", ["l", "shape"], ["x"])]  # log of a negative number: NaN
+    proto = helper.make_model(helper.make_graph(nodes, "nan", [z], [x], [shape]), opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    prior = {"mean": [0.0] * 16, "cov": np.eye(16).tolist()}
+    for key, value in {"model": "vae", "role": "decoder", "image_shape": [1, 4, 4], "latent_dim": 16, "prior": prior}.items():
+        proto.metadata_props.add(key=f"gentool.{key}", value=json.dumps(value))
+    onnx.save(proto, tmp_path / "nan.onnx")
+    proc = gentool("sample", tmp_path / "nan.onnx", torch_free=True, check=False)
+    assert proc.returncode == 2 and "gave non-finite values (NaN or inf) for x" in proc.stderr and len(proc.stderr.splitlines()) == 1

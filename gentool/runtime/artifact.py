@@ -8,7 +8,8 @@ samplers over the torch modules, so training previews and evaluation draw exactl
 runtime draws.
 
 A graph is never run without its metadata: a file lacking `gentool.model`/`gentool.role` is
-refused. Sessions open lazily, one per role, so a verb loads only the graphs it needs.
+refused, and so is one whose operators or inputs are not what gentool exports (`graphcheck`).
+Sessions open lazily, one per role, so a verb loads only the graphs it needs.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from gentool import runs
 from gentool.errors import UsageError
+from gentool.runtime import graphcheck
 from gentool.runtime.providers import check_session, providers_for
 
 PREFIX = "gentool."
@@ -117,7 +119,12 @@ class Artifact(Graphs):
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         try:
-            session = onnxruntime.InferenceSession(str(file), options, providers=self.providers)
+            model = file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read '{file}': {exc.strerror or exc}") from None
+        graphcheck.check_operators(model, str(file))
+        try:
+            session = onnxruntime.InferenceSession(model, options, providers=self.providers)
         except Exception as e:
             raise UsageError(f"'{file}' is not a loadable ONNX model ({str(e).splitlines()[0][:200]})") from None
         check_session(session, self.device)
@@ -125,6 +132,7 @@ class Artifact(Graphs):
         missing = [PREFIX + k for k in REQUIRED if k not in meta]
         if missing:
             raise UsageError(f"'{file}' has no gentool metadata ({', '.join(missing)}); export it with `gentool export`")
+        graphcheck.check_inputs(session.get_inputs(), meta, meta["role"], str(file))
         if self.meta and meta["model"] != self.meta["model"]:
             raise UsageError(f"'{file}' belongs to a '{meta['model']}' model, not '{self.meta['model']}'")
         if self.meta and meta.get("origin") != self.meta.get("origin"):
@@ -157,4 +165,8 @@ class Artifact(Graphs):
             raise UsageError(f"the {role} graph takes {', '.join(i.name for i in inputs)}; got {', '.join(feeds) or 'nothing'}")
         typed = {i.name: np.asarray(feeds[i.name]).astype(DTYPES.get(i.type, np.float32), copy=False) for i in inputs}
         names = [o.name for o in session.get_outputs()]
-        return batched(typed, lambda chunk: dict(zip(names, session.run(names, chunk))))
+        outputs = batched(typed, lambda chunk: dict(zip(names, session.run(names, chunk))))
+        for name, values in outputs.items():
+            if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+                raise UsageError(f"the {role} graph of '{self.path}' gave non-finite values (NaN or inf) for {name}: its weights or its inputs are broken")
+        return outputs

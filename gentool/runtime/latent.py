@@ -37,8 +37,15 @@ def z_role(graphs: Graphs) -> str:
 
 def prior(graphs: Graphs, verb: str) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of the Gaussian codes are drawn from."""
-    p = graphs.need("prior", verb)
-    return np.asarray(p["mean"], np.float64), np.asarray(p["cov"], np.float64)
+    p, d = graphs.need("prior", verb), graphs.need("latent_dim", verb)
+    try:
+        mean, cov = np.asarray(p["mean"], np.float64), np.asarray(p["cov"], np.float64)
+        if mean.shape != (d,) or cov.shape != (d, d) or not (np.isfinite(mean).all() and np.isfinite(cov).all()):
+            raise ValueError
+        np.linalg.cholesky(cov)
+    except (ValueError, TypeError, KeyError, np.linalg.LinAlgError):
+        raise UsageError(f"this {graphs.model} model's prior is not a Gaussian over its {d} latent dimensions") from None
+    return mean, cov
 
 
 def prior_draws(graphs: Graphs, n: int, seed: int | None, verb: str = "sample") -> np.ndarray:
@@ -51,9 +58,12 @@ def decode(graphs: Graphs, codes: np.ndarray, labels: np.ndarray | None = None) 
     """Codes (N, latent_dim) [and labels] -> images in [0, 1]."""
     role = z_role(graphs)
     d = graphs.need("latent_dim", "decode")
-    codes = np.asarray(codes, np.float32)
+    with np.errstate(over="ignore"):
+        codes = np.asarray(codes, np.float32)
     if codes.ndim != 2 or codes.shape[1] != d:
         raise UsageError(f"codes must have shape (N, {d}); got {codes.shape}")
+    if not np.isfinite(codes).all():
+        raise UsageError("codes must be finite numbers within float32's range")
     feeds = {"z": codes}
     if "label" in graphs.input_names(role):
         classes = graphs.need("classes", "decode")
