@@ -93,15 +93,25 @@ def _read_any_size(artifact, path: str):
 
 
 def _write(image_batch, out: str | None, nrow: int | None = None) -> None:
+    """One image as it is, several as a grid (`nrow` per row, at most as many as there are)."""
     from gentool import images
 
-    image = image_batch[0] if len(image_batch) == 1 else images.make_grid(image_batch, nrow=nrow)
+    if nrow is not None:
+        _positive("--nrow", nrow)
+    many = len(image_batch) > 1
+    image = images.make_grid(image_batch, nrow=min(nrow, len(image_batch)) if nrow else None) if many else image_batch[0]
     images.write_image(image, out)
 
 
-def _positive(name: str, value: int) -> None:
-    if value < 1:
-        raise UsageError(f"{name} must be at least 1, got {value}")
+# Bounds on what one command draws, so that a typo costs what was meant (a 10^9-image grid would not)
+MAX_IMAGES, MAX_STEPS, MAX_SIDE, MAX_SAMPLES = 100_000, 1_000, 100, 10_000
+
+
+def _positive(name: str, value: int, most: int | None = None, least: int = 1) -> None:
+    if value < least:
+        raise UsageError(f"{name} must be at least {least}, got {value}")
+    if most is not None and value > most:
+        raise UsageError(f"{name} must be at most {most}, got {value}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
@@ -241,7 +251,7 @@ def sample(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Draw new images from the model (a grid PNG)."""
-    _positive("-n", n)
+    _positive("-n", n, MAX_IMAGES)
     art, run = _open(artifact, device, "sample")
     _write(run(art, n, seed), out, nrow)
 
@@ -317,8 +327,7 @@ def interpolate(
     """A strip of images decoded along the line (or great circle) between two latent codes."""
     from gentool.runtime import latent, verbs
 
-    if steps < 2:
-        raise UsageError(f"--steps must be at least 2, got {steps}")
+    _positive("--steps", steps, MAX_STEPS, least=2)
     art, run = _open(artifact, device, "interpolate")
     if seeds is not None:
         if ends:
@@ -342,6 +351,7 @@ def manifold(
     """The learned-manifold picture: decoded prior quantiles over two latent dimensions."""
     from gentool.runtime import latent
 
+    _positive("--size", size, MAX_SIDE, least=2)
     art, run = _open(artifact, device, "manifold")
     pair = latent.most_active_dims(art) if dims is None else _int_pair("--dims", dims)
     _write(run(art, size, pair), out, nrow=size)
@@ -359,7 +369,7 @@ def score(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Anomaly score per image, higher = more anomalous: -ELBO in nats (Bernoulli VAE), else reconstruction MSE."""
-    _positive("--samples", samples)
+    _positive("--samples", samples, MAX_SAMPLES)
     art, run = _open(artifact, device, "score")
     scores, kind = run(art, _read(art, inputs), seed, samples)
     _out("\n".join(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"

@@ -210,21 +210,31 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
 
 
+# The largest IDX payload gentool loads (MNIST's training images are 47 MB).
+MAX_IDX_BYTES = 2**31
+
+
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Parse an IDX file of unsigned bytes: magic 0x08nn (nn = ndim), big-endian int32 sizes, data."""
+    """Parse an IDX file of unsigned bytes: magic 0x08nn (nn = ndim), big-endian int32 sizes, data.
+
+    The header is read and checked first, and then exactly the bytes it promises (a gzip stream is
+    never decompressed past them), so a lying or hostile file costs no more than its header says."""
+    header = 4 * (ndim + 1)
     try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            raw = gzip.decompress(raw)
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            head = f.read(header)
+            # A file shorter than its header reads as zeros, which fail the checks below.
+            magic, *shape = np.frombuffer(head.ljust(header, b"\0"), ">i4").tolist()
+            size = math.prod(shape)
+            if magic != 0x800 + ndim or min(shape) < 0 or size > MAX_IDX_BYTES:
+                raise UsageError(f"'{path}' is not a valid IDX file (corrupt or truncated)")
+            # bytearray makes the array writable (torch.from_numpy warns about read-only arrays).
+            raw = bytearray(f.read(size))
+            if len(raw) != size or f.read(1):
+                raise UsageError(f"'{path}' is not a valid IDX file (corrupt or truncated)")
     except (OSError, EOFError, zlib.error) as exc:
         raise UsageError(f"cannot read '{path}': {exc}") from None
-    header = 4 * (ndim + 1)
-    # A file shorter than its header reads as zeros, which fail the checks below.
-    magic, *shape = np.frombuffer(raw[:header].ljust(header, b"\0"), ">i4").tolist()
-    if magic != 0x800 + ndim or len(raw) != header + math.prod(shape):
-        raise UsageError(f"'{path}' is not a valid IDX file (corrupt or truncated)")
-    # bytearray makes the array writable (torch.from_numpy warns about read-only arrays).
-    return np.frombuffer(bytearray(raw), np.uint8, offset=header).reshape(shape)
+    return np.frombuffer(raw, np.uint8).reshape(shape)
 
 
 class _DownloadError(Exception):
@@ -385,7 +395,13 @@ def _as_images(x: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+# Labels index classes; more than this many would only be a way to make gentool allocate a huge table.
+MAX_CLASSES = 100_000
+
+
 def _as_labels(y: np.ndarray, n: int, path: Path) -> np.ndarray:
     if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0):
         raise UsageError(f"'{path}': labels must be {n} non-negative integers, not {y.dtype} {y.shape}")
+    if n and y.max() >= MAX_CLASSES:
+        raise UsageError(f"'{path}': labels must be class indices below {MAX_CLASSES}, got {y.max()}")
     return y.astype(np.int64)

@@ -116,15 +116,23 @@ def guard_standard_streams() -> None:
             os.dup2(os.open(os.devnull, os.O_RDWR), fd)
 
 
-def read_input(src: str) -> bytes:
-    """Read all bytes of a file, or of stdin when `src` is '-'; empty input is an error."""
-    if src == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            data = Path(src).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read '{src}': {exc.strerror or exc}") from None
+# No input gentool reads (an image, a code file) comes near this; /dev/zero or /dev/urandom would
+# otherwise be read until memory runs out.
+MAX_INPUT_BYTES = 256 * 2**20
+
+
+def read_input(src: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """Read all bytes of a file, or of stdin when `src` is '-', up to `limit`; empty or larger input is an error."""
+    try:
+        if src == "-":
+            data = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(src, "rb") as f:
+                data = f.read(limit + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read '{src}': {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise UsageError(f"{display_name(src)} is larger than {limit // 2**20} MiB, more than gentool reads as one input")
     if not data:
         raise UsageError(f"empty input: {display_name(src)}")
     return data

@@ -21,6 +21,12 @@ def assert_usage_error(proc, message):
         (["sample", "nothing/here"], "no such file or directory"),
         (["sample", "nomodel"], "no run of a model 'nomodel'"),
         (["manifold", "{vae}", "--size", "-4"], "--size must be at least 2"),
+        (["manifold", "{vae}", "--size", "100000"], "--size must be at most 100"),
+        (["sample", "{vae}", "-n", "1000000000"], "-n must be at most 100000"),
+        (["sample", "{vae}", "-n", "4", "--nrow", "0"], "--nrow must be at least 1"),
+        (["interpolate", "{vae}", "--seeds", "1,2", "--steps", "100000000"], "--steps must be at most 1000"),
+        (["score", "{vae}", "{digit}", "--samples", "100000000"], "--samples must be at most 10000"),
+        (["reconstruct", "{vae}", "/dev/zero"], "/dev/zero is larger than 256 MiB"),
         (["manifold", "{vae}", "--dims", "0,99"], "--dims must name two different latent dimensions"),
         (["interpolate", "{vae}", "--steps", "1", "--seeds", "1,2"], "--steps must be at least 2"),
         (["interpolate", "{vae}", "--seeds", "1"], "--seeds takes two integers"),
@@ -70,3 +76,28 @@ def test_existing_output_is_kept_when_a_verb_fails(runs, tmp_path):
     target.write_bytes(b"precious")
     gentool("reconstruct", runs["vae"], tmp_path / "nope.png", "-o", target, torch_free=True, check=False)
     assert target.read_bytes() == b"precious" and [p.name for p in tmp_path.iterdir()] == ["keep.png"]
+
+
+def test_lying_data_files_cost_no_more_than_their_header(tmp_path):
+    """A gzip IDX file whose header promises little but whose stream goes on is refused without
+    inflating the rest; one that promises terabytes is refused on its header; huge labels are refused."""
+    import gzip
+
+    import numpy as np
+
+    from gentool import data
+    from gentool.errors import UsageError
+
+    header = np.array([0x803, 2, 28, 28], ">i4").tobytes()
+    with gzip.open(tmp_path / "long.gz", "wb") as f:
+        f.write(header + bytes(2 * 784))
+        f.write(bytes(50 * 2**20))  # 50 MB more than the header says
+    with pytest.raises(UsageError, match="not a valid IDX file"):
+        data._read_idx(tmp_path / "long.gz", 3)
+    with gzip.open(tmp_path / "huge.gz", "wb") as f:
+        f.write(np.array([0x803, 2**30, 2**15, 2**15], ">i4").tobytes())
+    with pytest.raises(UsageError, match="not a valid IDX file"):
+        data._read_idx(tmp_path / "huge.gz", 3)
+    np.savez(tmp_path / "labels.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 2, 10**18]))
+    proc = gentool("train", "ae", "--arch", "mlp", "--data", tmp_path / "labels.npz", check=False)
+    assert_usage_error(proc, "labels must be class indices below 100000")
