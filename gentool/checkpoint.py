@@ -84,14 +84,23 @@ def read_meta(path: Path) -> dict:
         raise UsageError(f"'{file}' is not a readable checkpoint ({str(e).splitlines()[0]})") from None
     if not raw:
         raise UsageError(f"'{file}' has no gentool metadata; it was not written by gentool")
-    return json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or not {"model", "image_shape", "hparams"} <= meta.keys():
+        raise UsageError(f"'{file}' has garbled gentool metadata (not the JSON object gentool writes)")
+    return meta
 
 
 def _build(meta: dict, tensors: dict, source, device):
     """The model the metadata describes, with these weights, in eval mode."""
     from gentool import zoo
 
-    model = zoo.get(meta["model"])(tuple(meta["image_shape"]), meta["hparams"], meta.get("classes"))
+    try:
+        model = zoo.get(meta["model"])(tuple(meta["image_shape"]), meta["hparams"], meta.get("classes"))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"'{source}': its metadata does not describe a model gentool can build ({type(e).__name__}: {e})") from None
     try:
         model.load_state_dict(tensors)
     except Exception as e:

@@ -267,3 +267,60 @@ def test_an_export_is_one_unit_of_one_origin(runs, digits, tmp_path, monkeypatch
     with pytest.raises(training.UsageError, match="No space left on device"):
         exporting.export(model, {**meta, "epoch": 7}, tmp_path / "b")
     assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before
+
+
+def test_kill_9_at_random_moments_then_resume_is_exact(tmp_path):
+    """A short run killed with SIGKILL at 12 random moments (during steps, evaluation, grids,
+    checkpoint writes, the export), resumed each time: its final weights are the uninterrupted run's."""
+    import random
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from conftest import _LAUNCH, ROOT
+
+    args = ["--data", "mnist", "--limit", "96", "--batch-size", "32", "--epochs", "30", "--device", "cpu"]
+    model = ["vae", "--arch", "mlp", "--hidden", "32", "--latent-dim", "4"]
+    gentool("train", *model, *args, "--out", tmp_path / "straight")
+    run, rng, kills = tmp_path / "killed", random.Random(0), 0
+    while True:
+        resumable = (run / checkpoint.RESUME).is_file()
+        if not resumable and run.exists():  # killed before its first checkpoint: start again
+            shutil.rmtree(run)
+        command = ["--resume", str(run), "--device", "cpu"] if resumable else [*model, *args, "--out", str(run)]
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, "--with-torch", "train", *command], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if kills < 12:
+            time.sleep(rng.uniform(2.0, 6.0))
+            if proc.poll() is None:
+                proc.kill()
+                kills += 1
+        code = proc.wait()
+        if code == 0:
+            break
+        assert code == -9, proc.stderr.read().decode()
+    assert kills >= 6  # the run outlived most of the kills (it ends early on a much faster machine)
+    assert_same_weights(tmp_path / "straight", run)
+
+
+@pytest.mark.parametrize("raw", ["{not json", '"a string"', '{"model": "vae"}', '{"model": "vae", "image_shape": [1, 28, 28], "hparams": {"latent_dim": "many"}}'])
+def test_garbled_checkpoint_metadata_is_a_usage_error(runs, tmp_path, raw):
+    from safetensors.torch import save_file
+
+    save_file(weights(runs["vae"]), str(tmp_path / "model.safetensors"), metadata={"gentool": raw})
+    proc = gentool("evaluate", tmp_path, check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "internal error" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("key, value", [("size_multiple", "0"), ("factor", '"two"'), ("image_shape", "[1, 28]"), ("classes", "7")])
+def test_lying_graph_metadata_is_a_usage_error(runs, digits, tmp_path, key, value):
+    import shutil
+
+    from test_score_probe import _set_meta
+
+    for role in ("encoder", "decoder"):
+        shutil.copy(runs["vae"] / f"{role}.onnx", tmp_path)
+        _set_meta(tmp_path / f"{role}.onnx", f"gentool.{key}", value)
+    proc = gentool("reconstruct", tmp_path, digits[0], torch_free=True, check=False)
+    assert proc.returncode == 2 and f"metadata gentool.{key} = " in proc.stderr and len(proc.stderr.splitlines()) == 1

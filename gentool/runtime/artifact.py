@@ -132,6 +132,7 @@ class Artifact(Graphs):
         missing = [PREFIX + k for k in REQUIRED if k not in meta]
         if missing:
             raise UsageError(f"'{file}' has no gentool metadata ({', '.join(missing)}); export it with `gentool export`")
+        graphcheck.check_metadata(meta, str(file))
         graphcheck.check_inputs(session.get_inputs(), meta, meta["role"], str(file))
         if self.meta and meta["model"] != self.meta["model"]:
             raise UsageError(f"'{file}' belongs to a '{meta['model']}' model, not '{self.meta['model']}'")

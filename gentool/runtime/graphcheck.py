@@ -103,6 +103,31 @@ def check_operators(buf: bytes, source: str) -> None:
         raise UsageError(f"'{source}' uses operators gentool does not run ({', '.join(foreign[:5])}): it was not exported by gentool")
 
 
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 2**20
+
+
+# what the runtime reads, and the form it must have
+_METADATA = {
+    "model": lambda v: isinstance(v, str),
+    "role": lambda v: isinstance(v, str),
+    "image_shape": lambda v: isinstance(v, list) and len(v) == 3 and all(map(_positive_int, v)) and v[0] in (1, 3),
+    "latent_dim": _positive_int,
+    "size_multiple": lambda v: _positive_int(v) and v <= 64,
+    "factor": lambda v: _positive_int(v) and v <= 16,
+    "classes": lambda v: v is None or (isinstance(v, list) and 0 < len(v) <= 100_000 and all(isinstance(c, str) for c in v)),
+    "likelihood": lambda v: v in ("bernoulli", "gaussian"),
+    "activity": lambda v: isinstance(v, list) and all(isinstance(a, (int, float)) for a in v),
+}
+
+
+def check_metadata(meta: dict, source: str) -> None:
+    """Each metadata value the runtime reads has the form it expects (a lie is a usage error, not a crash)."""
+    for key, valid in _METADATA.items():
+        if key in meta and not valid(meta[key]):
+            raise UsageError(f"'{source}': metadata gentool.{key} = {str(meta[key])[:60]} is not valid")
+
+
 # role -> (input name, rank) pairs it must take; the `label` of a conditional generator is optional
 ROLE_INPUTS = {"encoder": {"x": 4}, "denoiser": {"x": 4}, "upscaler": {"x": 4}, "decoder": {"z": 2}, "generator": {"z": 2}}
 OPTIONAL_INPUTS = {"generator": {"label": 1}, "decoder": {"label": 1}}
