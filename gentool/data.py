@@ -309,12 +309,19 @@ def _load_folder(root: Path, split: str) -> Dataset:
         classes = sorted({p.name for s in SPLITS for p in _subfolders(root / s)}) or None
         return Dataset(*_read_folder(root / split, classes), name, classes)
     classes = [p.name for p in _subfolders(root)] or None
+    empty = [c for c in classes or [] if not _image_files(root / c)]
+    if empty:
+        raise UsageError(f"'{root}': the class folder '{empty[0]}' holds no PNG/JPEG images (each sub-folder is a class)")
     return _holdout(Dataset(*_read_folder(root, classes), name, classes), split)
 
 
 def _read_folder(folder: Path, classes: list[str] | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Decode every image (grayscale if all are, else RGB); all must have one size."""
     if classes:
+        loose = _image_files(folder)
+        if loose:
+            raise UsageError(f"'{folder}' holds images both at its top level ({loose[0].name}, ...) and in class folders "
+                             f"({', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}): put every image in a class folder, or none")
         paths, labels = [], []
         for label, class_name in enumerate(classes):
             class_paths = _image_files(folder / class_name)

@@ -222,3 +222,18 @@ def test_npz_layouts(tmp_path):
     np.savez(tmp_path / "badlabels.npz", images=x, labels=y[:10])
     with pytest.raises(UsageError, match="labels must be 30"):
         data.load(str(tmp_path / "badlabels.npz"))
+
+
+def test_an_ambiguous_folder_layout_is_refused(tmp_path):
+    """Images at the top level beside class folders would have been dropped silently; an empty class
+    folder would have been a class without examples."""
+    for where in ("a", "b", "."):
+        (tmp_path / "mixed" / where).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "mixed" / where / "x.png")
+    with pytest.raises(UsageError, match="both at its top level .* and in class folders"):
+        data.load(str(tmp_path / "mixed"))
+    (tmp_path / "mixed" / "x.png").unlink()
+    assert data.load(str(tmp_path / "mixed")).classes == ["a", "b"]
+    (tmp_path / "mixed" / "notes").mkdir()
+    with pytest.raises(UsageError, match="the class folder 'notes' holds no PNG/JPEG images"):
+        data.load(str(tmp_path / "mixed"))
