@@ -207,3 +207,24 @@ def test_metadata_that_lies_and_non_finite_outputs_are_clear_errors(runs, tmp_pa
     onnx.save(proto, tmp_path / "nan.onnx")
     proc = gentool("sample", tmp_path / "nan.onnx", torch_free=True, check=False)
     assert proc.returncode == 2 and "gave non-finite values (NaN or inf) for x" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_outputs_must_fit_the_role(tmp_path, digits):
+    """A denoiser that gives two outputs, and an upscaler whose factor metadata lies, are refused."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, "h", "w"])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 1, "h", "w"]) for n in ("y", "extra")]
+    nodes = [helper.make_node("Identity", ["x"], ["y"]), helper.make_node("Identity", ["x"], ["extra"])]
+    for name, role, graph_outputs, graph_nodes, extra in (
+        ("two", "denoiser", outs, nodes, {}),
+        ("liar", "upscaler", outs[:1], nodes[:1], {"gentool.factor": "2"}),  # an identity, said to upscale by 2
+    ):
+        proto = helper.make_model(helper.make_graph(graph_nodes, name, [x], graph_outputs), opset_imports=[helper.make_opsetid("", 18)])
+        proto.ir_version = 9
+        meta = {"gentool.model": '"toy"', "gentool.role": f'"{role}"', "gentool.image_shape": "[1, 28, 28]", **extra}
+        for key, value in meta.items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, tmp_path / f"{name}.onnx")
+    proc = gentool("denoise", digits[0], "--model", tmp_path / "two.onnx", torch_free=True, check=False)
+    assert proc.returncode == 2 and "a denoiser graph gives one image batch" in proc.stderr
+    proc = gentool("upscale", digits[0], "--model", tmp_path / "liar.onnx", torch_free=True, check=False)
+    assert proc.returncode == 2 and "not 2 times larger as its metadata says" in proc.stderr

@@ -134,6 +134,7 @@ class Artifact(Graphs):
             raise UsageError(f"'{file}' has no gentool metadata ({', '.join(missing)}); export it with `gentool export`")
         graphcheck.check_metadata(meta, str(file))
         graphcheck.check_inputs(session.get_inputs(), meta, meta["role"], str(file))
+        graphcheck.check_outputs(session.get_outputs(), meta, meta["role"], str(file))
         if self.meta and meta["model"] != self.meta["model"]:
             raise UsageError(f"'{file}' belongs to a '{meta['model']}' model, not '{self.meta['model']}'")
         if self.meta and meta.get("origin") != self.meta.get("origin"):

@@ -148,3 +148,16 @@ def check_inputs(inputs, meta: dict, role: str, source: str) -> None:
             isinstance(s, int) and w is not None and s != w for s, w in zip(shape, sizes))
         if bad:
             raise UsageError(f"'{source}': input {name} has shape {shape}, which does not fit its metadata")
+
+
+def check_outputs(outputs, meta: dict, role: str, source: str) -> None:
+    """What a role must give: an encoder its code (or mean and log-variance), the image roles one
+    image batch with the model's channels."""
+    shapes = {o.name: o.shape for o in outputs}
+    if role == "encoder":
+        if set(shapes) not in ({"code"}, {"mean", "logvar"}) or any(len(s) != 2 for s in shapes.values()):
+            raise UsageError(f"'{source}': an encoder graph gives code, or mean and logvar, each (N, D); this one gives {shapes}")
+    elif role in ROLE_INPUTS:
+        (shape,) = shapes.values() if len(shapes) == 1 else (None,)
+        if shape is None or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != meta["image_shape"][0]):
+            raise UsageError(f"'{source}': a {role} graph gives one image batch (N, {meta['image_shape'][0]}, H, W); this one gives {shapes}")

@@ -45,6 +45,9 @@ def _any_size(graphs: Graphs, role: str, image: np.ndarray, factor: int = 1) -> 
     m = int(graphs.meta.get("size_multiple", 1))
     padded = np.pad(batch, ((0, 0), (0, 0), (0, -h % m), (0, -w % m)), mode="reflect")
     (out,) = graphs.run(role, {"x": padded}).values()
+    if out.shape[2:] != (padded.shape[2] * factor, padded.shape[3] * factor):
+        raise UsageError(f"the {role} graph made {padded.shape[2]}x{padded.shape[3]} into {out.shape[2]}x{out.shape[3]}, "
+                         f"not {factor} times larger as its metadata says")
     return out[:, :, : h * factor, : w * factor].reshape(c, h * factor, w * factor)
 
 
