@@ -12,7 +12,6 @@ import json
 import numpy as np
 import torch
 
-from gentool.errors import UsageError
 from gentool.runtime.artifact import Graphs, batched
 
 
@@ -53,8 +52,7 @@ class TorchGraphs(Graphs):
     @torch.no_grad()
     def run(self, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         graph = self.graphs[role]
-        if set(graph.input_names) != set(feeds):
-            raise UsageError(f"the {role} graph takes {', '.join(graph.input_names)}; got {', '.join(feeds) or 'nothing'}")
+        self.check_feeds(role, graph.input_names, feeds)
 
         def run_batch(chunk):
             inputs = [torch.from_numpy(np.asarray(chunk[name])).to(self.device, example.dtype)

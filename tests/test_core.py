@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from safetensors.torch import load_file
 from torch import nn
 
-from conftest import ROOT, gentool, png
+from conftest import gentool, png
 from gentool import checkpoint
 from gentool.export import export, parity_inputs
 from gentool.graphs import TorchGraphs

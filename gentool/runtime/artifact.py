@@ -45,7 +45,8 @@ def decode_metadata(props: dict[str, str], source: str) -> dict:
 
 
 class Graphs:
-    """Metadata and networks by role; subclasses give `roles`, `input_names(role)` and `run(role, feeds)`."""
+    """Metadata and networks by role; subclasses give `roles`, `input_names(role)` and `run(role, feeds)`,
+    the role's network as a callable: feeds dict -> outputs dict."""
 
     meta: dict
 
@@ -59,10 +60,6 @@ class Graphs:
     def run(self, role: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def net(self, role: str):
-        """The role's network as a callable: feeds dict -> outputs dict."""
-        return lambda feeds: self.run(role, feeds)
-
     @property
     def model(self) -> str:
         return self.meta["model"]
@@ -70,6 +67,11 @@ class Graphs:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.meta["image_shape"])
+
+    def check_feeds(self, role: str, names, feeds: dict) -> None:
+        """The feeds name exactly the graph's inputs."""
+        if set(names) != set(feeds):
+            raise UsageError(f"the {role} graph takes {', '.join(names)}; got {', '.join(feeds) or 'nothing'}")
 
     def need(self, key: str, verb: str):
         """A metadata value a verb needs; its absence is a usage error naming the verb."""
@@ -163,8 +165,7 @@ class Artifact(Graphs):
         """Run a graph on named inputs, each cast to the dtype the graph declares, in batches."""
         session = self.session(role)
         inputs = session.get_inputs()
-        if {i.name for i in inputs} != set(feeds):
-            raise UsageError(f"the {role} graph takes {', '.join(i.name for i in inputs)}; got {', '.join(feeds) or 'nothing'}")
+        self.check_feeds(role, [i.name for i in inputs], feeds)
         typed = {i.name: np.asarray(feeds[i.name]).astype(DTYPES.get(i.type, np.float32), copy=False) for i in inputs}
         names = [o.name for o in session.get_outputs()]
         outputs = batched(typed, lambda chunk: dict(zip(names, session.run(names, chunk))))
