@@ -7,7 +7,7 @@ denoiser was trained (gentool/zoo/dae.py) and what a PNG given to `gentool denoi
 seeded draw per image, shared by all sigmas. Every method sees the same float32 noisy arrays, one
 28x28 image at a time (the `gentool denoise` use), and every output is clipped to 0..1 before PSNR.
 
-- bundled: gentool/assets/denoiser.onnx through onnxruntime, `image_to_image.denoise` per image, which is
+- bundled: gentool/assets/denoiser/ through onnxruntime, `image_to_image.denoise` per image, which is
   what `gentool denoise` computes (less its 8-bit PNG rounding of input and output).
 - NLM, TV, wavelet: skimage.restoration's denoise_nl_means, denoise_tv_chambolle and denoise_wavelet.
   For each dataset and sigma, each method's parameters (`GRIDS`, scaled by the true sigma) are

@@ -225,6 +225,48 @@ def test_outputs_must_fit_the_role(tmp_path, digits):
             proto.metadata_props.add(key=key, value=value)
         onnx.save(proto, tmp_path / f"{name}.onnx")
     proc = gentool("denoise", digits[0], "--model", tmp_path / "two.onnx", torch_free=True, check=False)
-    assert proc.returncode == 2 and "a denoiser graph gives one image batch" in proc.stderr
+    assert proc.returncode == 2 and "a denoiser graph gives one batch" in proc.stderr
     proc = gentool("upscale", digits[0], "--model", tmp_path / "liar.onnx", torch_free=True, check=False)
     assert proc.returncode == 2 and "not 2 times larger as its metadata says" in proc.stderr
+
+
+def _hand_graph(path, inputs, outputs, nodes, meta, initializers=()):
+    proto = helper.make_model(helper.make_graph(nodes, "hand", inputs, outputs, list(initializers)), opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    for key, value in meta.items():
+        proto.metadata_props.add(key=f"gentool.{key}", value=json.dumps(value))
+    onnx.save(proto, path)
+    return path
+
+
+def test_sizes_and_classes_that_lie_are_clear_errors(runs, tmp_path, digits):
+    """A decoder drawing another image size, an encoder taking one, a conditional generator with more
+    classes than its table and activity for another latent size: each one line, exit 2."""
+    import shutil
+
+    from test_score_probe import _set_meta
+
+    prior = {"mean": [0.0] * 2, "cov": np.eye(2).tolist()}
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 2])
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])
+    image = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 2, 2])
+    four = helper.make_tensor("four", TensorProto.INT64, [4], [-1, 1, 2, 2])
+    table = helper.make_tensor("table", TensorProto.FLOAT, [2, 4], [0.5] * 8)  # two classes' rows
+    reshape = helper.make_node("Reshape", ["rows", "four"], ["x"])
+    said = {"model": "toy", "role": "generator", "image_shape": [1, 2, 2], "latent_dim": 2, "prior": prior}
+    liar = _hand_graph(tmp_path / "generator.onnx", [z, label], [image], [helper.make_node("Gather", ["table", "label"], ["rows"]), reshape],
+                       {**said, "classes": ["a", "b", "c", "d", "e"]}, [four, table])
+    proc = gentool("sample", liar, "-n", "5", torch_free=True, check=False)
+    assert proc.returncode == 2 and "the generator graph of" in proc.stderr and "does not fit its metadata" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    _set_meta(liar, "gentool.image_shape", "[1, 3, 3]")
+    proc = gentool("sample", liar, torch_free=True, check=False)
+    assert proc.returncode == 2 and "a generator graph gives one batch (N, 1, 3, 3)" in proc.stderr
+    shutil.copy(runs["ae"] / "encoder.onnx", tmp_path / "encoder.onnx")
+    _set_meta(tmp_path / "encoder.onnx", "gentool.image_shape", "[1, 32, 32]")
+    proc = gentool("encode", tmp_path / "encoder.onnx", digits[0], torch_free=True, check=False)
+    assert proc.returncode == 2 and "input x has shape [" in proc.stderr and "does not fit its metadata" in proc.stderr
+    shutil.copy(runs["vae"] / "decoder.onnx", tmp_path / "decoder.onnx")
+    _set_meta(tmp_path / "decoder.onnx", "gentool.activity", "[1.0, 2.0, 3.0]")
+    proc = gentool("manifold", tmp_path / "decoder.onnx", torch_free=True, check=False)
+    assert proc.returncode == 2 and "gentool.activity has 3 values for" in proc.stderr

@@ -75,7 +75,7 @@ def test_loss_compares_the_output_with_the_clean_image():
     mse = ((noisy - x) ** 2).flatten(1).mean(1)
     assert float(losses["neg_psnr"]) == pytest.approx(float((10 * torch.log10(mse + 1e-5)).mean()), abs=1e-4)
     with torch.no_grad():
-        level_mse = ((model.denoiser.estimator(noisy) - level) ** 2).mean()
+        level_mse = ((model.denoiser.level(noisy) - level) ** 2).mean()
     assert float(losses["level_mse"]) == pytest.approx(float(level_mse), rel=1e-5)
     assert float(losses["loss"]) == pytest.approx(float(losses["neg_psnr"] + LEVEL_LOSS_WEIGHT * level_mse), rel=1e-5)
     for hparams in ({"blind": False}, {"estimate_level": False}):
@@ -97,8 +97,8 @@ def test_level_estimator_learns_the_noise_level():
         optimizer.step()
     clean = torch.from_numpy(data.load("mnist", "test", 64).images).float() / 255
     with torch.no_grad():
-        low, high = (float(model.denoiser.estimator(model.corrupt(clean, s)).mean()) for s in (0.05, 0.4))
-        wide = model.denoiser.estimator(model.corrupt(torch.cat([clean[:1]] * 3, 3), 0.4))
+        low, high = (float(model.denoiser.level(model.corrupt(clean, s)).mean()) for s in (0.05, 0.4))
+        wide = model.denoiser.level(model.corrupt(torch.cat([clean[:1]] * 3, 3), 0.4))
     assert low == pytest.approx(0.05, abs=0.05) and high == pytest.approx(0.4, abs=0.08)
     assert wide.shape == (1, 1, 1, 1)
 

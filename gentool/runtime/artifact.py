@@ -119,7 +119,7 @@ class Artifact(Graphs):
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors become gentool's own one-line messages
         try:
             model = file.read_bytes()
         except OSError as exc:
@@ -151,7 +151,8 @@ class Artifact(Graphs):
 
     def session(self, role: str):
         if role not in self.files:
-            raise UsageError(f"this {self.model} artifact has no {role} graph (it has {', '.join(self.roles)})")
+            hint = f"; pass the directory that holds all its graphs, not '{self.path.name}' alone" if self.path.is_file() else ""
+            raise UsageError(f"this {self.model} artifact has no {role} graph (it has {', '.join(self.roles)}){hint}")
         if role not in self._sessions:
             meta = self._open(self.files[role])
             if meta["role"] != role:
@@ -168,7 +169,13 @@ class Artifact(Graphs):
         self.check_feeds(role, [i.name for i in inputs], feeds)
         typed = {i.name: np.asarray(feeds[i.name]).astype(DTYPES.get(i.type, np.float32), copy=False) for i in inputs}
         names = [o.name for o in session.get_outputs()]
-        outputs = batched(typed, lambda chunk: dict(zip(names, session.run(names, chunk))))
+        try:
+            outputs = batched(typed, lambda chunk: dict(zip(names, session.run(names, chunk))))
+        except Exception as exc:  # onnxruntime's errors have no common base class
+            if isinstance(exc, (UsageError, MemoryError)):
+                raise
+            reason = str(exc).splitlines()[0].split("Status Message: ")[-1][:200]
+            raise UsageError(f"the {role} graph of '{self.path}' failed on its input ({reason}): it does not fit its metadata") from None
         for name, values in outputs.items():
             if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
                 raise UsageError(f"the {role} graph of '{self.path}' gave non-finite values (NaN or inf) for {name}: its weights or its inputs are broken")

@@ -115,6 +115,7 @@ _METADATA = {
     "latent_dim": _positive_int,
     "size_multiple": lambda v: _positive_int(v) and v <= 64,
     "factor": lambda v: _positive_int(v) and v <= 16,
+    "halo": lambda v: v == 0 or (_positive_int(v) and v <= 1024),
     "classes": lambda v: v is None or (isinstance(v, list) and 0 < len(v) <= 100_000 and all(isinstance(c, str) for c in v)),
     "likelihood": lambda v: v in ("bernoulli", "gaussian"),
     "activity": lambda v: isinstance(v, list) and all(isinstance(a, (int, float)) for a in v),
@@ -126,11 +127,15 @@ def check_metadata(meta: dict, source: str) -> None:
     for key, valid in _METADATA.items():
         if key in meta and not valid(meta[key]):
             raise UsageError(f"'{source}': metadata gentool.{key} = {str(meta[key])[:60]} is not valid")
+    if meta.get("activity") is not None and len(meta["activity"]) != meta.get("latent_dim"):
+        raise UsageError(f"'{source}': metadata gentool.activity has {len(meta['activity'])} values for {meta.get('latent_dim')} latent dimensions")
 
 
-# role -> (input name, rank) pairs it must take; the `label` of a conditional generator is optional
-ROLE_INPUTS = {"encoder": {"x": 4}, "denoiser": {"x": 4}, "upscaler": {"x": 4}, "decoder": {"z": 2}, "generator": {"z": 2}}
-OPTIONAL_INPUTS = {"generator": {"label": 1}, "decoder": {"label": 1}}
+# role -> (input name, rank) pairs it must take;
+# the `label` of a conditional generator and the noise `level` of a denoiser are optional
+ROLE_INPUTS = {"encoder": {"x": 4}, "denoiser": {"x": 4}, "upscaler": {"x": 4}, "level_estimator": {"x": 4},
+               "decoder": {"z": 2}, "generator": {"z": 2}}
+OPTIONAL_INPUTS = {"generator": {"label": 1}, "decoder": {"label": 1}, "denoiser": {"level": 4}}
 
 
 def check_inputs(inputs, meta: dict, role: str, source: str) -> None:
@@ -141,7 +146,8 @@ def check_inputs(inputs, meta: dict, role: str, source: str) -> None:
     expected, optional = ROLE_INPUTS[role], OPTIONAL_INPUTS.get(role, {})
     if not set(expected) <= set(shapes) <= set(expected) | set(optional):
         raise UsageError(f"'{source}': a {role} graph takes {', '.join(expected)}; this one takes {', '.join(shapes)}")
-    wanted = {"x": [None, meta["image_shape"][0]], "z": [None, meta.get("latent_dim")], "label": [None]}
+    image = meta["image_shape"] if role == "encoder" else meta["image_shape"][:1]  # the others take any size
+    wanted = {"x": [None, *image], "z": [None, meta.get("latent_dim")], "label": [None], "level": [None, 1, 1, 1]}
     for name, shape in shapes.items():
         sizes = wanted[name] + ([None] * 4)
         bad = len(shape) != {**expected, **optional}[name] or any(
@@ -151,13 +157,16 @@ def check_inputs(inputs, meta: dict, role: str, source: str) -> None:
 
 
 def check_outputs(outputs, meta: dict, role: str, source: str) -> None:
-    """What a role must give: an encoder its code (or mean and log-variance), the image roles one
-    image batch with the model's channels."""
+    """What a role must give: an encoder its code (or mean and log-variance), a level estimator one
+    map (N, 1, h, w), the image roles one image batch with the model's channels."""
     shapes = {o.name: o.shape for o in outputs}
     if role == "encoder":
         if set(shapes) not in ({"code"}, {"mean", "logvar"}) or any(len(s) != 2 for s in shapes.values()):
             raise UsageError(f"'{source}': an encoder graph gives code, or mean and logvar, each (N, D); this one gives {shapes}")
     elif role in ROLE_INPUTS:
         (shape,) = shapes.values() if len(shapes) == 1 else (None,)
-        if shape is None or len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != meta["image_shape"][0]):
-            raise UsageError(f"'{source}': a {role} graph gives one image batch (N, {meta['image_shape'][0]}, H, W); this one gives {shapes}")
+        # decoders and generators draw images of the model's size, the other roles any size
+        wanted = [1] if role == "level_estimator" else meta["image_shape"] if role in ("decoder", "generator") else meta["image_shape"][:1]
+        if shape is None or len(shape) != 4 or any(isinstance(s, int) and s != w for s, w in zip(shape[1:], wanted)):
+            form = ", ".join(map(str, wanted + ["H", "W"][len(wanted) - 1 :]))
+            raise UsageError(f"'{source}': a {role} graph gives one batch (N, {form}); this one gives {shapes}")

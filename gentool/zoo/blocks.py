@@ -168,6 +168,13 @@ class UNet(nn.Module):
     def _stages(self):
         return self.level0, self.level1, self.level2, self.mix1, self.mix0
 
+    @property
+    def radius(self) -> int:
+        """How many pixels beyond itself an output pixel sees on each side: 1 per full-resolution
+        3x3 conv, 14 for the half and quarter resolution path (a test measures it from gradients).
+        A tile needs that much context for its core to come out as from the whole image."""
+        return len(self.level0) + len(self.mix0) + 14
+
     def forward(self, x, condition=None):
         planes, film = x, None
         if condition is not None:

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gentool import metrics
 from gentool.noise import rand_like, randn_like
 from gentool.errors import UsageError
+from gentool.runtime import image_to_image
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
 from gentool.zoo.blocks import SIZE_MULTIPLE, UNet, check_width, conv_relu, neg_psnr
@@ -51,23 +53,27 @@ LEVEL_LOSS_WEIGHT = 100.0
 
 
 class LevelEstimator(nn.Module):
-    """Noisy image (N,C,H,W) -> its noise level (N,1,1,1), from features at a quarter of the
-    resolution averaged over the whole image (so any size works)."""
+    """Noisy image (N,C,H,W) -> a map of logits (N,1,H/4,W/4): a 1x1 head over features at a
+    quarter of the resolution. The level is the softplus of the map's mean (`Denoiser.level`), so
+    any size works. The head is linear, so applying it before the average changes nothing; it lets
+    the runtime estimate a large image tile by tile, exactly (the `level_estimator` graph).
+    """
+
+    # what a map position sees beyond its 4x4 input block: three 3x3 convs, two of stride 2
+    RADIUS = 7
 
     def __init__(self, channels: int, width: int = 16):
         super().__init__()
-        self.net = nn.Sequential(
-            conv_relu(channels, width, 2), conv_relu(width, width, 2), conv_relu(width, width),
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, 1, 1), nn.Softplus(),
-        )
+        self.features = nn.Sequential(conv_relu(channels, width, 2), conv_relu(width, width, 2), conv_relu(width, width))
+        self.head = nn.Conv2d(width, 1, 1)
 
     def forward(self, x):
-        return self.net(x)
+        return self.head(self.features(x))
 
 
 class Denoiser(nn.Module):
-    """The exported graph: noisy image in [0, 1] -> denoised image in [0, 1], estimating the level
-    first when it has an estimator."""
+    """Noisy image in [0, 1] -> denoised image in [0, 1], at the given level (N,1,1,1) or, for a
+    model with an estimator and no level given, at the estimated one."""
 
     def __init__(self, unet: UNet, estimator: LevelEstimator | None):
         super().__init__()
@@ -75,14 +81,14 @@ class Denoiser(nn.Module):
 
     def level(self, x):
         """The estimated noise level (N,1,1,1), or None for a denoiser without an estimator."""
-        return None if self.estimator is None else self.estimator(x)
+        return None if self.estimator is None else F.softplus(self.estimator(x).mean((2, 3), keepdim=True))
 
     def unclamped(self, x):
         """The output before clamping, which training compares with the clean image."""
         return self.unet(x, self.level(x))
 
-    def forward(self, x):
-        return self.unclamped(x).clamp(0, 1)
+    def forward(self, x, level=None):
+        return self.unet(x, self.level(x) if level is None else level).clamp(0, 1)
 
 
 @register
@@ -129,19 +135,26 @@ class DAE(GenerativeModel):
         return {"loss": denoising + LEVEL_LOSS_WEIGHT * level_error, "neg_psnr": denoising, "level_mse": level_error}
 
     def graphs(self, batch=2):
+        """`denoiser` (x -> denoised); with an estimator it also takes the level, and the
+        `level_estimator` graph gives the map whose mean's softplus is the level (x -> logits)."""
         x = torch.rand(batch, *self.image_shape)
         dynamic = {"x": {2: SIZE_MULTIPLE, 3: SIZE_MULTIPLE}}
-        return {"denoiser": Graph(self.denoiser, (x,), ["x"], ["denoised"], dynamic_axes=dynamic)}
+        if self.denoiser.estimator is None:
+            return {"denoiser": Graph(self.denoiser, (x,), ["x"], ["denoised"], dynamic_axes=dynamic)}
+        level = torch.rand(batch, 1, 1, 1)
+        return {"denoiser": Graph(self.denoiser, (x, level), ["x", "level"], ["denoised"], dynamic_axes=dynamic),
+                "level_estimator": Graph(self.denoiser.estimator, (x,), ["x"], ["logits"], dynamic_axes=dynamic)}
 
     def graph_metadata(self):
-        return {"size_multiple": SIZE_MULTIPLE}
+        radius = max(self.denoiser.unet.radius, LevelEstimator.RADIUS if self.denoiser.estimator else 0)
+        return {"size_multiple": SIZE_MULTIPLE, "halo": radius}
 
     def preview(self, graphs, images, seed):
         """Test images corrupted at --noise-level (seeded) above their denoised versions."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             noisy = self.corrupt(torch.from_numpy(images)).numpy()
-        return {"reconstructions": np.concatenate([noisy, graphs.run("denoiser", {"x": noisy})["denoised"]])}
+        return {"reconstructions": np.concatenate([noisy, image_to_image.denoise_batch(graphs, noisy)])}
 
     def metrics(self, x, y, settings):
         """The reconstruction metrics of the denoised split against the clean one, and

@@ -95,7 +95,8 @@ class SR(GenerativeModel):
         return {"upscaler": Graph(self.upscaler, (x,), ["x"], ["upscaled"], dynamic_axes={"x": {2: m, 3: m}})}
 
     def graph_metadata(self):
-        return {"factor": self.factor, "size_multiple": self.input_multiple}
+        # bicubic taps reach 2 input pixels; the U-Net's radius is in output pixels
+        return {"factor": self.factor, "size_multiple": self.input_multiple, "halo": 2 + -(-self.upscaler.net.radius // self.factor)}
 
     def preview(self, graphs, images, seed):
         """Test images above their upscaled half-size versions."""
