@@ -121,7 +121,7 @@ def load_with_split(path: Path, data: str | None, split: str, limit: int | None,
     checked to have the model's image shape."""
     model, meta = load(path, device)
     dataset = datasets.load(data or meta["data"], split, limit)
-    return model, meta, datasets.check_shape(dataset, meta["image_shape"])
+    return model, meta, datasets.check_shape(dataset, meta["image_shape"], split)
 
 
 def load_resume(run_dir: Path):

@@ -141,10 +141,10 @@ def load(spec: str, split: str = "train", limit: int | None = None) -> Dataset:
     return dataset if limit is None else _select(dataset, slice(limit))
 
 
-def check_shape(dataset: Dataset, expected) -> Dataset:
+def check_shape(dataset: Dataset, expected, split: str) -> Dataset:
     """The dataset, if its images have the shape a model expects; else a usage error."""
     if list(dataset.image_shape) != list(expected):
-        raise UsageError(f"'{dataset.name}' has images of shape {list(dataset.image_shape)}, the model expects {list(expected)}")
+        raise UsageError(f"the {split} split of '{dataset.name}' has images of shape {list(dataset.image_shape)}, the model expects {list(expected)}")
     return dataset
 
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -26,6 +27,17 @@ def is_special(path: Path) -> bool:
     return path.exists() and not path.is_file()
 
 
+TEMP_MARK = ".tmp"
+_TEMP_NAME = re.compile(r"\.[0-9a-f]{8}\.tmp(\.|$)")
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete the temporary files of `atomic_path` that a killed writer left in `folder` and below."""
+    for path in Path(folder).rglob(f".*{TEMP_MARK}*"):
+        if _TEMP_NAME.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield the path to write `path` through, so that readers see the old file or the whole new one.
@@ -48,7 +60,7 @@ def atomic_path(path):
         return
     target = Path(os.path.realpath(path))
     suffix = target.suffix if len(target.suffix) <= 16 else ""
-    tmp = target.with_name(f".{os.urandom(4).hex()}.tmp{suffix}")
+    tmp = target.with_name(f".{os.urandom(4).hex()}{TEMP_MARK}{suffix}")
     try:
         mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gentool import checkpoint, data as datasets, distributed, images, noise, runs
+from gentool import checkpoint, data as datasets, distributed, files, images, noise, runs
 from gentool.errors import UsageError
 from gentool.graphs import TorchGraphs
 from gentool.progress import Reporter, deferred_interrupt
@@ -132,6 +132,8 @@ def _setup(opts: Options, writer: bool = True):
     if opts.resume:
         run_dir = Path(opts.resume)
         model, meta, state = checkpoint.load_resume(run_dir)
+        if writer:
+            files.remove_stale_temps(run_dir)
         model.train()
         train_set, _ = training_set(meta["data"], meta["train"]["limit"], meta["train"].get("classes"))
         return run_dir, model, meta, state, train_set
@@ -248,8 +250,8 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     meta["train"]["epochs"] = epochs
     bs, seed, binarize = cfg["batch_size"], meta["seed"], cfg["binarize"]
 
-    datasets.check_shape(train_set, meta["image_shape"])
-    test_set = datasets.check_shape(datasets.load(meta["data"], "test", cfg["limit"]), meta["image_shape"])
+    datasets.check_shape(train_set, meta["image_shape"], "train")
+    test_set = datasets.check_shape(datasets.load(meta["data"], "test", cfg["limit"]), meta["image_shape"], "test")
     preview_images = test_set.images[:PREVIEW_IMAGES] / np.float32(255)
     train_u8 = torch.from_numpy(train_set.images).to(device)
     test_u8 = torch.from_numpy(test_set.images).to(device)

@@ -101,3 +101,17 @@ def test_lying_data_files_cost_no_more_than_their_header(tmp_path):
     np.savez(tmp_path / "labels.npz", images=np.zeros((4, 8, 8), np.uint8), labels=np.array([0, 1, 2, 10**18]))
     proc = gentool("train", "ae", "--arch", "mlp", "--data", tmp_path / "labels.npz", check=False)
     assert_usage_error(proc, "labels must be class indices below 100000")
+
+
+def test_a_test_split_of_another_size_fails_before_training(tmp_path):
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mixed.npz", x_train=rng.integers(0, 256, (4096, 28, 28), np.uint8),
+             x_test=rng.integers(0, 256, (16, 32, 32), np.uint8))
+    start = time.monotonic()
+    proc = gentool("train", "ae", "--data", tmp_path / "mixed.npz", "--out", tmp_path / "run", check=False)
+    assert_usage_error(proc, "the test split of 'mixed' has images of shape [1, 32, 32], the model expects [1, 28, 28]")
+    assert not any((tmp_path / "run").iterdir()) and time.monotonic() - start < 60  # no epoch (minutes for a conv ae) ran

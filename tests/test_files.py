@@ -159,3 +159,15 @@ def test_closed_or_broken_stdout_is_a_failure(runs, digits, verb):
     broken = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     broken.stdout.close()  # the reader is gone before anything is written
     assert broken.wait() == files.BROKEN_PIPE_EXIT and broken.stderr.read() == b""
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    from gentool.files import remove_stale_temps
+
+    (tmp_path / "grids").mkdir()
+    stale = [tmp_path / ".deadbeef.tmp.safetensors", tmp_path / ".0123abcd.tmp", tmp_path / "grids" / ".00ff00ff.tmp.png"]
+    kept = [tmp_path / ".notes.tmp", tmp_path / "model.safetensors", tmp_path / ".deadbeef.tmpfile"]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    remove_stale_temps(tmp_path)
+    assert [p.exists() for p in stale + kept] == [False] * 3 + [True] * 3
