@@ -217,6 +217,45 @@ def evaluate(
 
 
 @app.command()
+def fid(
+    reference: Annotated[str, typer.Argument(help="The real images: a dataset split (mnist:test; a bare name is its test split), a folder, or .npy/.npz.")],
+    samples: Annotated[str, typer.Argument(help="The images to judge, in the same forms.")],
+    features: Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist (bundled) or a features .onnx (default: the dataset named in REFERENCE or SAMPLES).")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = Device.auto,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Sample-quality figures of SAMPLES against REFERENCE: fid, kid, precision, recall, density,
+    coverage and the classifier score, on a gentool feature network (not Inception)."""
+    import numpy as np
+
+    from gentool import data
+    from gentool.runtime import quality
+
+    if features is None:
+        named = [s.split(":")[0] for s in (reference, samples) if s.split(":")[0] in quality.BUNDLED_FEATURES]
+        if not named:
+            raise UsageError("name the feature network: --features mnist, fashion-mnist or PATH.onnx")
+        features = named[0]
+    network, name = quality.feature_network(features, device.value)
+    sets = [data.image_set(spec) for spec in (reference, samples)]
+    real, fake = (quality.features(network, s.images / np.float32(255)) for s in sets)
+    result = {"features": name, "n_reference": len(sets[0]), "n_samples": len(sets[1]), **quality.compare(real[0], fake[0], fake[1], seed=seed)}
+    if as_json:
+        _out(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("metric", "value")
+    for key, value in result.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console = Console(stderr=True)
+    console.print(f"gentool FID ({name} features): {samples} against {reference}", soft_wrap=True)
+    console.print(table)
+
+
+@app.command()
 def export(
     run: Annotated[str, typer.Argument(help="A run directory, a checkpoint, or a model name (its newest run).")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Export ONNX graphs (the one format).")] = False,

@@ -31,6 +31,7 @@ from gentool import files, images as image_io
 from gentool.errors import UsageError
 
 SPLITS = ("train", "test")
+ALL = "all"  # every example of a source, both splits (what `gentool fid` compares)
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -117,7 +118,7 @@ def data_dir() -> Path:
 
 def load(spec: str, split: str = "train", limit: int | None = None) -> Dataset:
     """Load a named dataset or a path (see the module docstring); `limit` keeps the first N."""
-    if split not in SPLITS:
+    if split not in (*SPLITS, ALL):
         raise UsageError(f"unknown split '{split}': use train or test")
     if limit is not None and limit < 1:
         raise UsageError(f"limit must be at least 1, not {limit}")
@@ -139,6 +140,15 @@ def load(spec: str, split: str = "train", limit: int | None = None) -> Dataset:
     if len(dataset) == 0:
         raise UsageError(f"dataset '{dataset.name}' has no {split} examples")
     return dataset if limit is None else _select(dataset, slice(limit))
+
+
+def image_set(spec: str) -> Dataset:
+    """Images to compare (`gentool fid`): `SOURCE:train` / `SOURCE:test` for one split; a dataset
+    name alone means its test split, a path alone all its images."""
+    source, colon, split = spec.rpartition(":")
+    if colon and source and split in SPLITS:
+        return load(source, split)
+    return load(spec, ALL if Path(spec).expanduser().exists() else "test")
 
 
 def check_shape(dataset: Dataset, expected, split: str) -> Dataset:
@@ -170,7 +180,20 @@ def _select(dataset: Dataset, index) -> Dataset:
     return replace(dataset, images=dataset.images[index], labels=labels)
 
 
+def _both(load_split, split: str) -> Dataset:
+    """A source with its own splits: `load_split(split)`, or for ALL both splits concatenated."""
+    if split != ALL:
+        return load_split(split)
+    train, test = load_split("train"), load_split("test")
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise UsageError(f"the train and test splits of '{train.name}' have images of different shapes: name one split")
+    labels = None if train.labels is None or test.labels is None else np.concatenate([train.labels, test.labels])
+    return replace(train, images=np.concatenate([train.images, test.images]), labels=labels)
+
+
 def _holdout(dataset: Dataset, split: str) -> Dataset:
+    if split == ALL:
+        return dataset
     n = len(dataset)
     order = np.random.default_rng(0).permutation(n)
     return _select(dataset, np.sort(order[: n // 10] if split == "test" else order[n // 10 :]))
@@ -198,6 +221,10 @@ def _join(spec: str, split: str) -> Dataset:
 def _load_named(name: str, split: str) -> Dataset:
     folder = data_dir() / name
     _download_missing(name, folder)
+    return _both(lambda s: _read_named(folder, name, s), split)
+
+
+def _read_named(folder: Path, name: str, split: str) -> Dataset:
     image_stem, label_stem = IDX_FILES[split]
     images = _read_idx(_find_idx(folder, image_stem), ndim=3)
     labels = _read_idx(_find_idx(folder, label_stem), ndim=1)
@@ -307,7 +334,7 @@ def _load_folder(root: Path, split: str) -> Dataset:
     name = root.resolve().name
     if {"train", "test"} <= {p.name for p in _subfolders(root)}:
         classes = sorted({p.name for s in SPLITS for p in _subfolders(root / s)}) or None
-        return Dataset(*_read_folder(root / split, classes), name, classes)
+        return _both(lambda s: Dataset(*_read_folder(root / s, classes), name, classes), split)
     classes = [p.name for p in _subfolders(root)] or None
     empty = [c for c in classes or [] if not _image_files(root / c)]
     if empty:
@@ -363,7 +390,8 @@ def _load_arrays(path: Path, split: str) -> Dataset:
 
     has_splits = {"x_train", "x_test"} <= arrays.keys()
     if has_splits:
-        x, y, label_keys = arrays[f"x_{split}"], arrays.get(f"y_{split}"), ("y_train", "y_test")
+        both = _both(lambda s: Dataset(arrays[f"x_{s}"], arrays.get(f"y_{s}"), path.stem, None), split)
+        x, y, label_keys = both.images, both.labels, ("y_train", "y_test")
     elif "images" in arrays:
         x, y, label_keys = arrays["images"], arrays.get("labels"), ("labels",)
     elif len(arrays) == 1:

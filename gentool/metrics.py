@@ -107,3 +107,108 @@ def nmi(labels_a, labels_b) -> float:
     h_a, h_b = _entropy(joint.sum(1)), _entropy(joint.sum(0))
     mutual = h_a + h_b - _entropy(joint.ravel())
     return 1.0 if h_a == h_b == 0 else float(max(mutual, 0.0) / ((h_a + h_b) / 2))
+
+
+# Sample quality: statistics of feature vectors (N, D) of real and generated images ----------------
+
+# Rows of a distance matrix computed at once: 1,000 x 10,000 float64 distances are 80 MB.
+_ROWS = 1000
+
+
+def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (sample) covariance of feature vectors (N, D), in float64."""
+    f = np.asarray(features, np.float64)
+    if f.ndim != 2 or len(f) < 2:
+        raise UsageError(f"sample statistics need at least two feature vectors (N, D), got shape {f.shape}")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mean_a, cov_a, mean_b, cov_b) -> float:
+    """The Frechet distance of two Gaussians: |m_a - m_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)).
+
+    The trace of the square root is taken without scipy and stably: C_a C_b is similar to the
+    symmetric positive semi-definite S C_b S, with S = C_a^(1/2) (from a symmetric eigendecomposition),
+    so the trace is the sum of the square roots of S C_b S's eigenvalues (negative rounding clipped).
+    """
+    values, vectors = np.linalg.eigh(cov_a)
+    root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    inner = root @ cov_b @ root
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root)
+
+
+def kernel_inception_distance(real, fake, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018): the unbiased MMD^2 with the cubic kernel (x.y / D + 1)^3, averaged
+    over `subsets` random subsets of min(N, subset_size) of each set; its mean and standard deviation."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    d, m = real.shape[1], min(len(real), len(fake), subset_size)
+    if m < 2:
+        raise UsageError("KID needs at least two feature vectors in each set")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(subsets):
+        x, y = real[rng.choice(len(real), m, replace=False)], fake[rng.choice(len(fake), m, replace=False)]
+        k_xx, k_yy, k_xy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        off_diagonal = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+        values.append(off_diagonal - 2 * k_xy.mean())
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances between the rows of a and of b (float64)."""
+    squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.clip(squared, 0, None))
+
+
+def neighbour_radii(x, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """For each k, every row's distance to its k-th nearest other row."""
+    x = np.asarray(x, np.float64)
+    if len(x) <= max(ks):
+        raise UsageError(f"k-nearest-neighbour metrics need more than {max(ks)} feature vectors per set")
+    radii = {k: np.empty(len(x)) for k in ks}
+    for i in range(0, len(x), _ROWS):
+        d = _distances(x[i : i + _ROWS], x)
+        d[np.arange(len(d)), np.arange(i, i + len(d))] = -1  # itself: first in order, and skipped
+        nearest = np.partition(d, max(ks), axis=1)
+        for k in ks:
+            radii[k][i : i + len(d)] = nearest[:, k]
+    return radii
+
+
+def manifold_metrics(real, fake, k_pr: int = 3, k_dc: int = 5) -> dict[str, float]:
+    """`precision` and `recall` (Kynkaanniemi et al. 2019, k = 3): the fraction of generated samples
+    inside the real manifold (the union of balls reaching each real point's k-th neighbour), and of
+    real samples inside the generated one; `density` and `coverage` (Naeem et al. 2020, k = 5): the
+    mean number of real balls holding a generated sample, over k, and the fraction of real balls
+    holding at least one."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    real_radii, fake_radii = neighbour_radii(real, (k_pr, k_dc)), neighbour_radii(fake, (k_pr,))[k_pr]
+    precise, density = 0, 0
+    recalled, covered = np.zeros(len(real), bool), np.zeros(len(real), bool)
+    for i in range(0, len(fake), _ROWS):
+        d = _distances(fake[i : i + _ROWS], real)  # (fakes, reals)
+        precise += int((d <= real_radii[k_pr][None, :]).any(1).sum())
+        inside = d <= real_radii[k_dc][None, :]
+        density += int(inside.sum())
+        covered |= inside.any(0)
+        recalled |= (d <= fake_radii[i : i + _ROWS, None]).any(0)
+    return {"precision": precise / len(fake), "recall": float(recalled.mean()),
+            "density": density / (k_dc * len(fake)), "coverage": float(covered.mean())}
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+
+
+def classifier_score(logits) -> float:
+    """The Inception Score's analogue on the feature network's classes: exp E_x KL(p(y|x) || p(y))."""
+    log_p = _log_softmax(np.asarray(logits, np.float64))
+    p = np.exp(log_p)
+    log_marginal = np.log(p.mean(0))
+    return float(np.exp((p * (log_p - log_marginal[None, :])).sum(1).mean()))
+
+
+def label_accuracy(logits, labels) -> float:
+    """The fraction of samples drawn for a label that the feature network classifies as that label."""
+    return float((np.asarray(logits).argmax(1) == np.asarray(labels)).mean())

@@ -10,7 +10,8 @@ import importlib
 
 from gentool.errors import UsageError
 
-_MODULES = ["gentool.zoo.ae", "gentool.zoo.vae", "gentool.zoo.sparse_ae", "gentool.zoo.cae", "gentool.zoo.dae", "gentool.zoo.sr"]
+_MODULES = ["gentool.zoo.ae", "gentool.zoo.vae", "gentool.zoo.sparse_ae", "gentool.zoo.cae", "gentool.zoo.dae", "gentool.zoo.sr",
+            "gentool.zoo.classifier"]
 _REGISTRY: dict[str, type] = {}
 
 

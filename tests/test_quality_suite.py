@@ -1,0 +1,85 @@
+"""The sample-quality suite: the classifier family (feature networks), `gentool fid`, image sets."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import gentool
+from gentool import data
+from gentool.errors import UsageError
+from gentool.runtime import quality
+from gentool.runtime.artifact import Artifact
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """A narrow classifier trained for one epoch (64 steps) on 4,096 MNIST images."""
+    run = tmp_path_factory.mktemp("classifier") / "run"
+    gentool("train", "classifier", "--data", "mnist", "--limit", "4096", "--epochs", "1", "--batch-size", "64", "--lr", "1e-2",
+            "--width", "8", "--out", run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    """1,000 MNIST test images, 1,000 training images, and the test images with Gaussian noise, as .npy."""
+    root = tmp_path_factory.mktemp("sets")
+    test, train = data.load("mnist", "test", 1000).images, data.load("mnist", "train", 1000).images
+    noisy = np.clip(test / 255 + 0.3 * np.random.default_rng(0).standard_normal(test.shape), 0, 1).astype(np.float32)
+    for name, images in (("test", test), ("train", train), ("noisy", noisy)):
+        np.save(root / f"{name}.npy", images)
+    return root
+
+
+def test_classifier_learns_and_exports_features_and_logits(classifier):
+    result = json.loads(gentool("evaluate", classifier, "--limit", "1000", "--json").stdout)
+    assert result["accuracy"] > 0.6 and result["cross_entropy_nats"] < 1.5
+    art = Artifact(str(classifier), "cpu")
+    assert art.roles == ["features"]
+    features, logits = quality.features(art, data.load("mnist", "test", 5).images / np.float32(255))
+    assert features.shape == (5, 32) and logits.shape == (5, 10)
+
+
+def test_classifier_needs_labels(tmp_path):
+    np.save(tmp_path / "unlabelled.npy", np.zeros((64, 28, 28), np.uint8))
+    proc = gentool("train", "classifier", "--data", tmp_path / "unlabelled.npy", check=False)
+    assert proc.returncode == 2 and "a classifier trains on labelled data" in proc.stderr
+
+
+def test_fid_torch_free_ranks_noise_above_other_real_images(classifier, sets):
+    features = str(classifier / "features.onnx")
+    same = json.loads(gentool("fid", sets / "test.npy", sets / "train.npy", "--features", features, "--json", torch_free=True).stdout)
+    noisy = json.loads(gentool("fid", sets / "test.npy", sets / "noisy.npy", "--features", features, "--json", torch_free=True).stdout)
+    keys = {"features", "n_reference", "n_samples", "fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "classifier_score"}
+    assert same.keys() == keys and same["features"] == "features.onnx" and same["n_samples"] == 1000
+    assert noisy["fid"] > 5 * same["fid"] and noisy["kid"] > same["kid"] and noisy["precision"] < same["precision"]
+    assert 0.7 < same["precision"] <= 1 and 0.7 < same["recall"] <= 1 and 0.7 < same["coverage"] <= 1
+    human = gentool("fid", sets / "test.npy", sets / "train.npy", "--features", features, torch_free=True)
+    assert "gentool FID (features.onnx features)" in human.stderr and not human.stdout
+
+
+def test_fid_bad_input(classifier, sets, tmp_path):
+    np.save(tmp_path / "big.npy", np.zeros((20, 32, 32), np.uint8))
+    proc = gentool("fid", sets / "test.npy", tmp_path / "big.npy", "--features", classifier / "features.onnx", torch_free=True, check=False)
+    assert proc.returncode == 2 and "takes images of shape [1, 28, 28], not [1, 32, 32]" in proc.stderr
+    proc = gentool("fid", sets / "test.npy", sets / "train.npy", torch_free=True, check=False)
+    assert proc.returncode == 2 and "name the feature network" in proc.stderr
+    proc = gentool("fid", sets / "test.npy", sets / "train.npy", "--features", classifier / "metrics.jsonl", torch_free=True, check=False)
+    assert proc.returncode == 2 and "is not an .onnx file" in proc.stderr
+
+
+def test_image_sets():
+    assert len(data.image_set("mnist")) == 10000 and len(data.image_set("mnist:train")) == 60000
+    with pytest.raises(UsageError, match="unknown dataset"):
+        data.image_set("nothing-here")
+
+
+def test_image_set_of_a_path_is_all_of_it(tmp_path):
+    np.savez(tmp_path / "split.npz", x_train=np.zeros((30, 8, 8), np.uint8), x_test=np.ones((5, 8, 8), np.uint8))
+    np.save(tmp_path / "flat.npy", np.zeros((50, 8, 8), np.uint8))
+    assert len(data.image_set(str(tmp_path / "split.npz"))) == 35 and len(data.image_set(f"{tmp_path}/split.npz:test")) == 5
+    assert len(data.image_set(str(tmp_path / "flat.npy"))) == 50 and len(data.image_set(f"{tmp_path}/flat.npy:test")) == 5
+    np.savez(tmp_path / "mixed.npz", x_train=np.zeros((30, 8, 8), np.uint8), x_test=np.ones((5, 9, 9), np.uint8))
+    with pytest.raises(UsageError, match="different shapes"):
+        data.image_set(str(tmp_path / "mixed.npz"))
