@@ -179,7 +179,7 @@ def models() -> None:
 
 @app.command()
 def evaluate(
-    run: Annotated[str, typer.Argument(help="A run directory or a .safetensors checkpoint.")],
+    run: Annotated[str, typer.Argument(help="A run directory or a .safetensors checkpoint; with --samples (or for an export) any generator artifact.")],
     data: Annotated[Optional[str], typer.Option(help="Evaluate on other data (default: the run's).")] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples K for iw_nll_nats (default 100; 0 skips it).")] = None,
@@ -187,11 +187,19 @@ def evaluate(
     noise_level: Annotated[Optional[float], typer.Option(help="dae: corrupt the split at this level (default: the model's).")] = None,
     anomaly: Annotated[bool, typer.Option("--anomaly", help="One-class protocol: AUROC of `score` on the split, the run's --classes being normal.")] = False,
     probe: Annotated[Optional[int], typer.Option(metavar="N", help="Logistic-regression probe on the codes of N labelled training images per class, and k-means NMI; both also on pixels.")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="Sample quality instead: draw N samples and compare them with the test split (default for an export: 10000).")] = None,
+    features: Annotated[Optional[str], typer.Option(help="With --samples: mnist, fashion-mnist or a features .onnx (default: the model's data).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Metrics of a trained model on a data split."""
+    """Metrics of a trained model on a data split, or (--samples, or an export) the quality of its samples."""
+    path = Path(run)
+    if samples is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()):
+        if iw_samples is not None or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
+            raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --noise-level, --anomaly, --probe, --limit and --split")
+        _sample_quality(run, data, samples, features, seed, device, as_json)
+        return
     _needs_torch("evaluate")
     from gentool.evaluate import evaluate as run_evaluation
 
@@ -206,14 +214,38 @@ def evaluate(
     if as_json:
         _out(json.dumps(result))
         return
+    heading = f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})"
+    _report({k: v for k, v in result.items() if k not in ("model", "data", "split", "n")}, heading)
+
+
+def _sample_quality(run: str, data: str | None, samples: int | None, features: str | None, seed: int, device: Device, as_json: bool) -> None:
+    from gentool.runtime import quality
+
+    samples = quality.SAMPLES if samples is None else samples
+    _positive("--samples", samples, MAX_IMAGES)
+    art, _ = _open(run, device, "sample")
+    wanted = features or data or art.meta.get("data")
+    if features is None and wanted not in quality.BUNDLED_FEATURES:
+        raise UsageError(f"gentool bundles feature networks for {', '.join(quality.BUNDLED_FEATURES)}, not '{wanted}': pass --features PATH.onnx")
+    network, name = quality.feature_network(wanted, device.value)
+    result = quality.evaluate_generator(art, samples, seed, network, name, data)
+    if as_json:
+        _out(json.dumps(result))
+        return
+    _report(result, f"gentool FID ({name} features): {samples} samples of {run} against {result['data']} test")
+
+
+def _report(result: dict, heading: str) -> None:
+    """A result as one JSON object on stdout with --json, else as a table on stderr under `heading`."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("metric", "value", title=f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})")
+    table = Table("metric", "value")
     for key, value in result.items():
-        if key not in ("model", "data", "split", "n"):
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console(stderr=True).print(table)
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    console = Console(stderr=True)
+    console.print(heading, soft_wrap=True)
+    console.print(table)
 
 
 @app.command()
@@ -244,15 +276,7 @@ def fid(
     if as_json:
         _out(json.dumps(result))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("metric", "value")
-    for key, value in result.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console = Console(stderr=True)
-    console.print(f"gentool FID ({name} features): {samples} against {reference}", soft_wrap=True)
-    console.print(table)
+    _report(result, f"gentool FID ({name} features): {samples} against {reference}")
 
 
 @app.command()

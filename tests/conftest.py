@@ -1,8 +1,15 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # The real MNIST and Fashion-MNIST files live in ../shared/data next to the repository.
 os.environ.setdefault("GENTOOL_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+# Cached features of real splits go to a fresh folder, not the user's cache.
+if "GENTOOL_CACHE_DIR" not in os.environ:
+    os.environ["GENTOOL_CACHE_DIR"] = tempfile.mkdtemp(prefix="gentool-cache-")
+    atexit.register(shutil.rmtree, os.environ["GENTOOL_CACHE_DIR"], True)
 
 import gzip
 import subprocess

@@ -1,6 +1,7 @@
 """The sample-quality suite: the classifier family (feature networks), `gentool fid`, image sets."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,3 +84,27 @@ def test_image_set_of_a_path_is_all_of_it(tmp_path):
     np.savez(tmp_path / "mixed.npz", x_train=np.zeros((30, 8, 8), np.uint8), x_test=np.ones((5, 9, 9), np.uint8))
     with pytest.raises(UsageError, match="different shapes"):
         data.image_set(str(tmp_path / "mixed.npz"))
+
+
+def test_evaluate_samples_of_a_run_and_of_an_export_torch_free(runs, classifier, tmp_path):
+    import os
+    import shutil
+
+    features = str(classifier / "features.onnx")
+    args = ["--samples", "300", "--features", features, "--json"]
+    cache = list((Path(os.environ["GENTOOL_CACHE_DIR"]) / "features").glob("*.npy"))
+    result = json.loads(gentool("evaluate", runs["vae"], *args, torch_free=True).stdout)
+    assert result["model"] == "vae" and result["samples"] == 300 and result["data"] == "mnist" and result["features"] == "features.onnx"
+    assert {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "classifier_score", "fid_train_vs_test"} <= result.keys()
+    assert result["fid_train_vs_test"] < result["fid"] and "label_accuracy" not in result
+    cached = set((Path(os.environ["GENTOOL_CACHE_DIR"]) / "features").glob("*.npy")) - set(cache)
+    assert len(cached) == 2  # the test split, and the first 300 training images
+    for path in ("encoder.onnx", "decoder.onnx"):
+        (tmp_path / "export").mkdir(exist_ok=True)
+        shutil.copy(runs["vae"] / path, tmp_path / "export")
+    again = json.loads(gentool("evaluate", tmp_path / "export", *args, torch_free=True).stdout)
+    assert again == result  # the same draws, and the cached real features
+    proc = gentool("evaluate", runs["vae"], "--samples", "300", "--probe", "10", check=False)
+    assert proc.returncode == 2 and "--samples reports sample quality" in proc.stderr
+    proc = gentool("evaluate", tmp_path / "export", "--samples", "300", "--data", tmp_path, torch_free=True, check=False)
+    assert proc.returncode == 2 and "pass --features PATH.onnx" in proc.stderr

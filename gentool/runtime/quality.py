@@ -7,16 +7,29 @@ comparable with Inception FIDs, nor across feature networks.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 
-from gentool import metrics
+from gentool import files, metrics
 from gentool.errors import UsageError
+from gentool.runtime import verbs
 from gentool.runtime.artifact import Artifact, Graphs
 from gentool.runtime.image_to_image import ASSETS
 
 BUNDLED_FEATURES = {"mnist": ASSETS / "features-mnist.onnx", "fashion-mnist": ASSETS / "features-fashion-mnist.onnx"}
+
+
+SAMPLES = 10_000
+
+
+def cache_dir() -> Path:
+    """Where the real splits' features are kept: $GENTOOL_CACHE_DIR, else the user cache directory."""
+    if os.environ.get("GENTOOL_CACHE_DIR"):
+        return Path(os.environ["GENTOOL_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gentool"
 
 
 def feature_network(spec: str, device: str = "auto") -> tuple[Artifact, str]:
@@ -54,3 +67,47 @@ def compare(real: np.ndarray, fake: np.ndarray, fake_logits: np.ndarray | None =
         if labels is not None:
             out["label_accuracy"] = metrics.label_accuracy(fake_logits, labels)
     return out
+
+
+def split_features(network: Artifact, data_name: str, split: str, limit: int | None = None) -> np.ndarray:
+    """The features of a real split (its first `limit` images), computed once and cached, keyed by
+    the feature network's bytes, the data (a path with its modification time), the split and limit."""
+    from gentool import data
+
+    source = Path(data_name).expanduser()
+    stamp = f"{source.resolve()}@{source.stat().st_mtime_ns}" if source.exists() else data_name
+    digest = hashlib.sha256(network.files["features"].read_bytes())
+    digest.update(f"|{stamp}|{split}|{limit}".encode())
+    path = cache_dir() / "features" / f"{digest.hexdigest()[:24]}.npy"
+    if path.is_file():
+        return np.load(path)
+    dataset = data.load(data_name, split, limit)
+    found = features(network, dataset.images / np.float32(255))[0].astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with files.atomic_path(path) as tmp:
+        np.save(tmp, found)
+    return found
+
+
+def conditional_labels(graphs: Graphs, n: int) -> np.ndarray | None:
+    """The labels `sample` draws for (cycling through the classes) when the model is conditional."""
+    if any("label" in graphs.input_names(role) for role in graphs.roles):
+        return np.arange(n) % len(graphs.need("classes", "evaluate"))
+    return None
+
+
+def evaluate_generator(graphs: Graphs, n: int, seed: int, network: Artifact, network_name: str, data_name: str | None = None) -> dict:
+    """`n` samples drawn with the artifact's own sampler against its data's test split (or
+    `data_name`'s), with the floor `fid_train_vs_test`: the first min(n, test size) real training
+    images against the test split."""
+    data_name = data_name or graphs.meta.get("data")
+    if not data_name:
+        raise UsageError("this artifact does not say what data it was trained on: pass --data")
+    labels = conditional_labels(graphs, n)
+    images = verbs.find(graphs, "sample")(graphs, n, seed, labels)
+    test = split_features(network, data_name, "test")
+    train = split_features(network, data_name, "train", min(n, len(test)))
+    fake, logits = features(network, images)
+    floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
+    return {"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
+            **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor}
