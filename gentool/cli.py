@@ -211,11 +211,7 @@ def evaluate(
         raise UsageError(f"--noise-level must be in [0, 1], got {noise_level}")
     result = run_evaluation(Path(run), data, split, device.value, limit, seed, anomaly, probe,
                             iw_samples=iw_samples, noise_level=noise_level)
-    if as_json:
-        _out(json.dumps(result))
-        return
-    heading = f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})"
-    _report({k: v for k, v in result.items() if k not in ("model", "data", "split", "n")}, heading)
+    _report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
 
 
 def _sample_quality(run: str, data: str | None, samples: int | None, features: str | None, seed: int, device: Device, as_json: bool) -> None:
@@ -229,20 +225,22 @@ def _sample_quality(run: str, data: str | None, samples: int | None, features: s
         raise UsageError(f"gentool bundles feature networks for {', '.join(quality.BUNDLED_FEATURES)}, not '{wanted}': pass --features PATH.onnx")
     network, name = quality.feature_network(wanted, device.value)
     result = quality.evaluate_generator(art, samples, seed, network, name, data)
+    _report(result, f"gentool FID ({name} features): {samples} samples of {run} against {result['data']} test", as_json)
+
+
+def _report(result: dict, heading: str, as_json: bool, in_heading: tuple[str, ...] = ()) -> None:
+    """A result as one JSON object on stdout with --json, else as a table on stderr under `heading`
+    (without the keys `in_heading` already shows)."""
     if as_json:
         _out(json.dumps(result))
         return
-    _report(result, f"gentool FID ({name} features): {samples} samples of {run} against {result['data']} test")
-
-
-def _report(result: dict, heading: str) -> None:
-    """A result as one JSON object on stdout with --json, else as a table on stderr under `heading`."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table("metric", "value")
     for key, value in result.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        if key not in in_heading:
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     console = Console(stderr=True)
     console.print(heading, soft_wrap=True)
     console.print(table)
@@ -253,6 +251,7 @@ def fid(
     reference: Annotated[str, typer.Argument(help="The real images: a dataset split (mnist:test; a bare name is its test split), a folder, or .npy/.npz.")],
     samples: Annotated[str, typer.Argument(help="The images to judge, in the same forms.")],
     features: Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist (bundled) or a features .onnx (default: the dataset named in REFERENCE or SAMPLES).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use the first N images of each set.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
@@ -270,13 +269,12 @@ def fid(
             raise UsageError("name the feature network: --features mnist, fashion-mnist or PATH.onnx")
         features = named[0]
     network, name = quality.feature_network(features, device.value)
-    sets = [data.image_set(spec) for spec in (reference, samples)]
+    if limit is not None:
+        _positive("--limit", limit)
+    sets = [data.image_set(spec, limit) for spec in (reference, samples)]
     real, fake = (quality.features(network, s.images / np.float32(255)) for s in sets)
     result = {"features": name, "n_reference": len(sets[0]), "n_samples": len(sets[1]), **quality.compare(real[0], fake[0], fake[1], seed=seed)}
-    if as_json:
-        _out(json.dumps(result))
-        return
-    _report(result, f"gentool FID ({name} features): {samples} against {reference}")
+    _report(result, f"gentool FID ({name} features): {samples} against {reference}", as_json)
 
 
 @app.command()

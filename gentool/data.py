@@ -142,13 +142,13 @@ def load(spec: str, split: str = "train", limit: int | None = None) -> Dataset:
     return dataset if limit is None else _select(dataset, slice(limit))
 
 
-def image_set(spec: str) -> Dataset:
+def image_set(spec: str, limit: int | None = None) -> Dataset:
     """Images to compare (`gentool fid`): `SOURCE:train` / `SOURCE:test` for one split; a dataset
-    name alone means its test split, a path alone all its images."""
+    name alone means its test split, a path alone all its images; `limit` keeps the first N."""
     source, colon, split = spec.rpartition(":")
     if colon and source and split in SPLITS:
-        return load(source, split)
-    return load(spec, ALL if Path(spec).expanduser().exists() else "test")
+        return load(source, split, limit)
+    return load(spec, ALL if Path(spec).expanduser().exists() else "test", limit)
 
 
 def check_shape(dataset: Dataset, expected, split: str) -> Dataset:

@@ -27,6 +27,8 @@ def is_special(path: Path) -> bool:
     return path.exists() and not path.is_file()
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 TEMP_MARK = ".tmp"
 _TEMP_NAME = re.compile(r"\.[0-9a-f]{8}\.tmp(\.|$)")
 
@@ -45,9 +47,9 @@ def atomic_path(path):
     Usually a temporary file next to the target, renamed over it if the block succeeds; it keeps the
     suffix of `path` (libraries pick formats from it) but is short, so a long valid name never fails
     for want of room, and it takes the old file's permission bits (a new file: 0o666 less the umask,
-    unlike tempfile.mkstemp's 0o600). A symlink is resolved and its target written so. A device, FIFO
-    or socket (`-o /dev/null`, a named pipe, `/dev/stdout`) is written in place: replacing it would
-    destroy it. An OSError, in the block or in the rename, becomes UsageError("cannot write 'PATH': reason").
+    even when the writer replaced the temporary file with its own 0o600 one, as safetensors does).
+    A symlink is resolved and its target written so. A device, FIFO or socket (`-o /dev/null`, a
+    named pipe, `/dev/stdout`) is written in place: replacing it would destroy it. An OSError, in the block or in the rename, becomes UsageError("cannot write 'PATH': reason").
     """
     path = Path(path)
     if path.is_dir():
@@ -62,14 +64,13 @@ def atomic_path(path):
     suffix = target.suffix if len(target.suffix) <= 16 else ""
     tmp = target.with_name(f".{os.urandom(4).hex()}{TEMP_MARK}{suffix}")
     try:
-        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else None
+        mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o666 & ~_UMASK
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except OSError as exc:
         raise _cannot_write(path, exc) from None
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)  # also when the writer made its own file (safetensors creates it 0600)
         os.replace(tmp, target)
     except OSError as exc:
         raise _cannot_write(path, exc) from None

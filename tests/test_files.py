@@ -171,3 +171,14 @@ def test_stale_temporary_files_are_removed(tmp_path):
         path.write_bytes(b"x")
     remove_stale_temps(tmp_path)
     assert [p.exists() for p in stale + kept] == [False] * 3 + [True] * 3
+
+
+def test_a_new_file_gets_the_umask_mode_even_when_the_writer_makes_its_own(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with files.atomic_path(tmp_path / "model.safetensors") as tmp:
+        tmp.unlink()
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600))  # what safetensors' writer does
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -71,7 +71,8 @@ def test_fid_bad_input(classifier, sets, tmp_path):
 
 
 def test_image_sets():
-    assert len(data.image_set("mnist")) == 10000 and len(data.image_set("mnist:train")) == 60000
+    assert len(data.image_set("mnist")) == 10000 and len(data.image_set("mnist:train")) == 60000 == len(data.image_set("mnist:train", 90000))
+    assert len(data.image_set("mnist:train", 5)) == 5
     with pytest.raises(UsageError, match="unknown dataset"):
         data.image_set("nothing-here")
 
@@ -108,3 +109,34 @@ def test_evaluate_samples_of_a_run_and_of_an_export_torch_free(runs, classifier,
     assert proc.returncode == 2 and "--samples reports sample quality" in proc.stderr
     proc = gentool("evaluate", tmp_path / "export", "--samples", "300", "--data", tmp_path, torch_free=True, check=False)
     assert proc.returncode == 2 and "pass --features PATH.onnx" in proc.stderr
+
+
+def _blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """A separable Gaussian blur of (N, C, H, W) images, edges replicated."""
+    radius = int(3 * sigma) + 1
+    taps = np.exp(-np.arange(-radius, radius + 1) ** 2 / (2 * sigma**2))
+    taps /= taps.sum()
+    padded = np.pad(images, ((0, 0), (0, 0), (radius, radius), (radius, radius)), mode="edge")
+    h, w = images.shape[2:]
+    rows = sum(t * padded[:, :, i : i + h, :] for i, t in enumerate(taps))
+    return sum(t * rows[:, :, :, i : i + w] for i, t in enumerate(taps))
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_bundled_features_rank_noise_and_blur(name):
+    """On 2,000 real test images: FID rises with Gaussian noise sigma 0.05/0.1/0.2/0.4 and with blur,
+    and 2,000 real training images are far closer than the mildest of them."""
+    network, _ = quality.feature_network(name, "cpu")
+    test = data.load(name, "test", 2000).images / np.float32(255)
+    real = quality.features(network, test)[0]
+    rng = np.random.default_rng(0)
+
+    def fid(images):
+        fake = quality.features(network, np.clip(images, 0, 1).astype(np.float32))[0]
+        return quality.compare(real, fake)["fid"]
+
+    noise = [fid(test + s * rng.standard_normal(test.shape)) for s in (0.05, 0.1, 0.2, 0.4)]
+    blur = [fid(_blur(test, s)) for s in (0.5, 1.0, 2.0)]
+    floor = fid(data.load(name, "train", 2000).images / np.float32(255))
+    assert noise == sorted(noise) and blur == sorted(blur) and len(set(noise + blur)) == 7
+    assert floor < min(noise + blur) / 2

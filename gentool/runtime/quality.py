@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ BUNDLED_FEATURES = {"mnist": ASSETS / "features-mnist.onnx", "fashion-mnist": AS
 
 
 SAMPLES = 10_000
+# images per feature pass; a longer set shows a progress bar on a terminal
+CHUNK = 2_000
 
 
 def cache_dir() -> Path:
@@ -50,8 +53,15 @@ def features(graphs: Graphs, images: np.ndarray) -> tuple[np.ndarray, np.ndarray
     (None for a network without them)."""
     if tuple(images.shape[1:]) != graphs.image_shape:
         raise UsageError(f"the feature network takes images of shape {list(graphs.image_shape)}, not {list(images.shape[1:])}")
-    out = graphs.run("features", {"x": np.asarray(images, np.float32)})
-    return out["features"].astype(np.float64), out.get("logits")
+    starts = range(0, len(images), CHUNK)
+    if len(images) > CHUNK and sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import track
+
+        starts = track(starts, description="features", console=Console(stderr=True), transient=True)
+    parts = [graphs.run("features", {"x": np.asarray(images[i : i + CHUNK], np.float32)}) for i in starts]
+    logits = np.concatenate([p["logits"] for p in parts]) if "logits" in parts[0] else None
+    return np.concatenate([p["features"] for p in parts]).astype(np.float64), logits
 
 
 def compare(real: np.ndarray, fake: np.ndarray, fake_logits: np.ndarray | None = None,
