@@ -140,3 +140,43 @@ def test_bundled_features_rank_noise_and_blur(name):
     floor = fid(data.load(name, "train", 2000).images / np.float32(255))
     assert noise == sorted(noise) and blur == sorted(blur) and len(set(noise + blur)) == 7
     assert floor < min(noise + blur) / 2
+
+
+def test_a_conditional_generator_gets_label_accuracy(tmp_path):
+    """Samples drawn for each label are classified: the figure is the share the classifier gives
+    the label they were drawn for (here a generator that draws the class's first test image)."""
+    import torch
+    from torch import nn
+
+    from gentool.export import export
+    from gentool.zoo.base import GenerativeModel, Graph
+
+    test = data.load("mnist", "test", 100)
+    means = torch.stack([torch.from_numpy(test.images[test.labels == k][0] / 255).float() for k in range(10)])
+
+    class FirstDigit(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("means", means)
+
+        def forward(self, z, label):
+            return (self.means[label] + 0 * z.sum(1)[:, None, None, None]).clamp(0, 1)
+
+    class Toy(GenerativeModel):
+        name = "first-digit"
+
+        def __init__(self):
+            super().__init__((1, 28, 28), {}, 10)
+            self.generator = FirstDigit()
+
+        def graphs(self, batch=2):
+            return {"generator": Graph(self.generator, (torch.randn(batch, 2), torch.arange(batch)), ["z", "label"], ["x"], int_bounds={"label": 10})}
+
+        def graph_metadata(self):
+            return {"latent_dim": 2, "prior": {"mean": [0.0, 0.0], "cov": [[1.0, 0.0], [0.0, 1.0]]}}
+
+    export(Toy(), {"model": "first-digit", "data": "mnist", "class_names": [str(k) for k in range(10)]}, tmp_path)
+    network, name = quality.feature_network("mnist", "cpu")
+    result = quality.evaluate_generator(Artifact(str(tmp_path), "cpu"), 100, 0, network, name)
+    logits = quality.features(network, means.numpy())[1]
+    assert result["label_accuracy"] == np.mean(logits.argmax(1) == np.arange(10)) and result["label_accuracy"] == 1.0
