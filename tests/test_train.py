@@ -293,7 +293,7 @@ def test_kill_9_at_random_moments_then_resume_is_exact(tmp_path):
         proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, "--with-torch", "train", *command], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if kills < 20:
-            time.sleep(rng.uniform(1.5, 5.0))
+            time.sleep(rng.uniform(1.0, 3.5))
             if proc.poll() is None:
                 proc.kill()
                 kills += 1
