@@ -263,11 +263,9 @@ def fid(
     from gentool import data
     from gentool.runtime import quality
 
+    features = features or next((n for n in (reference.split(":")[0], samples.split(":")[0]) if n in quality.BUNDLED_FEATURES), None)
     if features is None:
-        named = [s.split(":")[0] for s in (reference, samples) if s.split(":")[0] in quality.BUNDLED_FEATURES]
-        if not named:
-            raise UsageError("name the feature network: --features mnist, fashion-mnist or PATH.onnx")
-        features = named[0]
+        raise UsageError("name the feature network: --features mnist, fashion-mnist or PATH.onnx")
     network, name = quality.feature_network(features, device.value)
     if limit is not None:
         _positive("--limit", limit)

@@ -49,7 +49,8 @@ def atomic_path(path):
     for want of room, and it takes the old file's permission bits (a new file: 0o666 less the umask,
     even when the writer replaced the temporary file with its own 0o600 one, as safetensors does).
     A symlink is resolved and its target written so. A device, FIFO or socket (`-o /dev/null`, a
-    named pipe, `/dev/stdout`) is written in place: replacing it would destroy it. An OSError, in the block or in the rename, becomes UsageError("cannot write 'PATH': reason").
+    named pipe, `/dev/stdout`) is written in place: replacing it would destroy it. An OSError, in
+    the block or in the rename, becomes UsageError("cannot write 'PATH': reason").
     """
     path = Path(path)
     if path.is_dir():

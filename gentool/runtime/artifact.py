@@ -171,9 +171,9 @@ class Artifact(Graphs):
         names = [o.name for o in session.get_outputs()]
         try:
             outputs = batched(typed, lambda chunk: dict(zip(names, session.run(names, chunk))))
+        except (UsageError, MemoryError):
+            raise
         except Exception as exc:  # onnxruntime's errors have no common base class
-            if isinstance(exc, (UsageError, MemoryError)):
-                raise
             reason = str(exc).splitlines()[0].split("Status Message: ")[-1][:200]
             raise UsageError(f"the {role} graph of '{self.path}' failed on its input ({reason}): it does not fit its metadata") from None
         for name, values in outputs.items():

@@ -136,6 +136,8 @@ def check_metadata(meta: dict, source: str) -> None:
 ROLE_INPUTS = {"encoder": {"x": 4}, "denoiser": {"x": 4}, "upscaler": {"x": 4}, "level_estimator": {"x": 4},
                "features": {"x": 4}, "decoder": {"z": 2}, "generator": {"z": 2}}
 OPTIONAL_INPUTS = {"generator": {"label": 1}, "decoder": {"label": 1}, "denoiser": {"level": 4}}
+# roles whose image input, or output, has the metadata's image size; the others take any size
+FIXED_SIZE_INPUT, FIXED_SIZE_OUTPUT = ("encoder", "features"), ("decoder", "generator")
 
 
 def check_inputs(inputs, meta: dict, role: str, source: str) -> None:
@@ -146,7 +148,7 @@ def check_inputs(inputs, meta: dict, role: str, source: str) -> None:
     expected, optional = ROLE_INPUTS[role], OPTIONAL_INPUTS.get(role, {})
     if not set(expected) <= set(shapes) <= set(expected) | set(optional):
         raise UsageError(f"'{source}': a {role} graph takes {', '.join(expected)}; this one takes {', '.join(shapes)}")
-    image = meta["image_shape"] if role in ("encoder", "features") else meta["image_shape"][:1]  # the others take any size
+    image = meta["image_shape"] if role in FIXED_SIZE_INPUT else meta["image_shape"][:1]
     wanted = {"x": [None, *image], "z": [None, meta.get("latent_dim")], "label": [None], "level": [None, 1, 1, 1]}
     for name, shape in shapes.items():
         sizes = wanted[name] + ([None] * 4)
@@ -158,8 +160,8 @@ def check_inputs(inputs, meta: dict, role: str, source: str) -> None:
 
 def check_outputs(outputs, meta: dict, role: str, source: str) -> None:
     """What a role must give: an encoder its code (or mean and log-variance), a feature network its
-    features (and logits), a level estimator one
-    map (N, 1, h, w), the image roles one image batch with the model's channels."""
+    features (and logits), a level estimator one map (N, 1, h, w), the image roles one image batch
+    with the model's channels."""
     shapes = {o.name: o.shape for o in outputs}
     if role == "encoder":
         if set(shapes) not in ({"code"}, {"mean", "logvar"}) or any(len(s) != 2 for s in shapes.values()):
@@ -169,8 +171,7 @@ def check_outputs(outputs, meta: dict, role: str, source: str) -> None:
             raise UsageError(f"'{source}': a features graph gives features, and optionally logits, each (N, D); this one gives {shapes}")
     elif role in ROLE_INPUTS:
         (shape,) = shapes.values() if len(shapes) == 1 else (None,)
-        # decoders and generators draw images of the model's size, the other roles any size
-        wanted = [1] if role == "level_estimator" else meta["image_shape"] if role in ("decoder", "generator") else meta["image_shape"][:1]
+        wanted = [1] if role == "level_estimator" else meta["image_shape"] if role in FIXED_SIZE_OUTPUT else meta["image_shape"][:1]
         if shape is None or len(shape) != 4 or any(isinstance(s, int) and s != w for s, w in zip(shape[1:], wanted)):
             form = ", ".join(map(str, wanted + ["H", "W"][len(wanted) - 1 :]))
             raise UsageError(f"'{source}': a {role} graph gives one batch (N, {form}); this one gives {shapes}")

@@ -15,14 +15,13 @@ import numpy as np
 
 from gentool import metrics
 from gentool.errors import UsageError
+from gentool.runtime import ASSETS
 from gentool.runtime.artifact import Graphs
 
 VERBS = {"denoise": [("denoiser",)], "upscale": [("upscaler",)], "score": [("denoiser",)]}
 
-# Models trained by this project on MNIST + Fashion-MNIST, shipped as package data (the README says
-# how each is built): a blind dae (an export directory: its denoiser and level estimator graphs),
-# and sr models by factor.
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
+# Trained by this project on MNIST + Fashion-MNIST: a blind dae (an export directory: its denoiser
+# and level estimator graphs), and sr models by factor.
 BUNDLED_DENOISER = ASSETS / "denoiser"
 BUNDLED_UPSCALERS = {2: ASSETS / "upscaler-x2.onnx"}
 

@@ -16,13 +16,10 @@ import numpy as np
 
 from gentool import files, metrics
 from gentool.errors import UsageError
-from gentool.runtime import verbs
+from gentool.runtime import ASSETS, verbs
 from gentool.runtime.artifact import Artifact, Graphs
-from gentool.runtime.image_to_image import ASSETS
 
 BUNDLED_FEATURES = {"mnist": ASSETS / "features-mnist.onnx", "fashion-mnist": ASSETS / "features-fashion-mnist.onnx"}
-
-
 SAMPLES = 10_000
 # images per feature pass; a longer set shows a progress bar on a terminal
 CHUNK = 2_000
@@ -79,15 +76,19 @@ def compare(real: np.ndarray, fake: np.ndarray, fake_logits: np.ndarray | None =
     return out
 
 
-def split_features(network: Artifact, data_name: str, split: str, limit: int | None = None) -> np.ndarray:
+def network_key(network: Artifact) -> str:
+    """What identifies a feature network in the cache: a hash of its file's bytes."""
+    return hashlib.sha256(network.files["features"].read_bytes()).hexdigest()
+
+
+def split_features(network: Artifact, key: str, data_name: str, split: str, limit: int | None = None) -> np.ndarray:
     """The features of a real split (its first `limit` images), computed once and cached, keyed by
-    the feature network's bytes, the data (a path with its modification time), the split and limit."""
+    the network's `key`, the data (a path with its modification time), the split and limit."""
     from gentool import data
 
     source = Path(data_name).expanduser()
     stamp = f"{source.resolve()}@{source.stat().st_mtime_ns}" if source.exists() else data_name
-    digest = hashlib.sha256(network.files["features"].read_bytes())
-    digest.update(f"|{stamp}|{split}|{limit}".encode())
+    digest = hashlib.sha256(f"{key}|{stamp}|{split}|{limit}".encode())
     path = cache_dir() / "features" / f"{digest.hexdigest()[:24]}.npy"
     if path.is_file():
         return np.load(path)
@@ -115,8 +116,9 @@ def evaluate_generator(graphs: Graphs, n: int, seed: int, network: Artifact, net
         raise UsageError("this artifact does not say what data it was trained on: pass --data")
     labels = conditional_labels(graphs, n)
     images = verbs.find(graphs, "sample")(graphs, n, seed, labels)
-    test = split_features(network, data_name, "test")
-    train = split_features(network, data_name, "train", min(n, len(test)))
+    key = network_key(network)
+    test = split_features(network, key, data_name, "test")
+    train = split_features(network, key, data_name, "train", min(n, len(test)))
     fake, logits = features(network, images)
     floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
     return {"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
