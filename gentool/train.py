@@ -28,6 +28,8 @@ from gentool.progress import Reporter, deferred_interrupt
 
 PREVIEW_IMAGES = 32  # test images shown in the per-epoch reconstruction grids
 PRIOR_IMAGES = 10_000  # training images handed to `after_epoch` (the AE fits its prior on their codes)
+# an adversarial family's mean discriminator outputs, shown beside the losses
+PLAYER_SCORES = {"discriminator_d_real": "D(x)", "discriminator_d_fake": "D(G(z))"}
 
 
 @dataclass
@@ -202,12 +204,38 @@ def evaluate_losses(model, test_u8, labels, batch_size: int, binarize: bool, see
 
 def write_grids(model, graphs, run_dir: Path, epoch: int, test_images: np.ndarray, seed: int) -> None:
     """The family's preview (`model.preview`) over `graphs`, one PNG grid per name."""
-    model.eval()
     grid_dir = run_dir / "grids"
     grid_dir.mkdir(exist_ok=True)
     for name, batch in model.preview(graphs, test_images, seed).items():
         images.write_image(images.make_grid(batch, nrow=8), str(grid_dir / f"{name}-{epoch:03d}.png"))
+
+
+def fid_watch(data: str, image_shape, test_images: np.ndarray):
+    """For the per-epoch quick FID: the bundled feature network of the run's data and the features of
+    the first QUICK_SAMPLES test images; None for data without one."""
+    from gentool.runtime import quality
+
+    path = quality.BUNDLED_FEATURES.get(data)
+    if path is None or not path.is_file():
+        return None
+    network, _ = quality.feature_network(data, "cpu")
+    if network.image_shape != tuple(image_shape):
+        return None
+    return network, quality.features(network, test_images[: quality.QUICK_SAMPLES] / np.float32(255))[0]
+
+
+def epoch_pictures(model, meta, run_dir: Path, epoch: int, preview_images: np.ndarray, watch) -> dict[str, float]:
+    """The epoch's grids, and its quick FID (`fid_1k`, on as many test images) when it can sample."""
+    from gentool.runtime import quality
+
+    model.eval()
+    graphs = TorchGraphs(model, meta)
+    write_grids(model, graphs, run_dir, epoch, preview_images, meta["seed"])
+    found = {}
+    if watch is not None and quality.can_sample(graphs):
+        found["fid_1k"] = quality.quick_fid(graphs, watch[0], watch[1], meta["seed"])
     model.train()
+    return found
 
 
 def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -253,6 +281,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     datasets.check_shape(train_set, meta["image_shape"], "train")
     test_set = datasets.check_shape(datasets.load(meta["data"], "test", cfg["limit"]), meta["image_shape"], "test")
     preview_images = test_set.images[:PREVIEW_IMAGES] / np.float32(255)
+    watch = fid_watch(meta["data"], meta["image_shape"], test_set.images) if world.writer else None
     train_u8 = torch.from_numpy(train_set.images).to(device)
     test_u8 = torch.from_numpy(test_set.images).to(device)
     train_y = torch.from_numpy(train_set.labels).to(device) if train_set.labels is not None else None
@@ -336,14 +365,15 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
                 continue
             row = {"epoch": epoch + 1, **{f"train_{k}": v / n for k, v in sums.items()}}
             row.update({f"test_{k}": v for k, v in evaluate_losses(model, test_u8, test_y, 500, binarize, seed).items()})
+            row.update(epoch_pictures(model, meta, run_dir, epoch + 1, preview_images, watch))
             row["seconds"] = round(seconds, 3)
             rows.append(row)
-            write_grids(model, TorchGraphs(model, meta), run_dir, epoch + 1, preview_images, seed)
             _write_metrics(run_dir, rows)
             save(epoch + 1, 0, {})
             train_status = _loss_status({k[6:]: v for k, v in row.items() if k.startswith("train_")})
             test_status = _loss_status({k[5:]: v for k, v in row.items() if k.startswith("test_")})
-            reporter.epoch(f"epoch {epoch + 1}/{epochs}  train {train_status}  test {test_status}  {seconds:.1f}s")
+            quick = f"  fid_1k {row['fid_1k']:.2f}" if "fid_1k" in row else ""
+            reporter.epoch(f"epoch {epoch + 1}/{epochs}  train {train_status}  test {test_status}{quick}  {seconds:.1f}s")
     reporter.close()
     if not world.writer:
         return None
@@ -355,6 +385,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     worst = max(differences.values(), default=0.0)
     print(f"exported {', '.join(differences)} to {run_dir} (max |torch - onnxruntime| {worst:.1e})", file=sys.stderr)
     # The last grids again, from the exported graphs: byte for byte what `gentool sample RUN` draws.
+    model.eval()
     write_grids(model, Artifact(str(run_dir), "cpu"), run_dir, epochs, preview_images, seed)
     return run_dir
 
@@ -362,4 +393,5 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
 def _loss_status(losses: dict[str, float]) -> str:
     """`loss 1.234`, or each phase's loss for a family with several optimizers."""
     shown = {k: v for k, v in losses.items() if k == "loss"} or {k: v for k, v in losses.items() if k.endswith("_loss")}
+    shown.update({label: losses[k] for k, label in PLAYER_SCORES.items() if k in losses})
     return "  ".join(f"{k} {v:.3f}" for k, v in shown.items())

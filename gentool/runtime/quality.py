@@ -21,6 +21,7 @@ from gentool.runtime.artifact import Artifact, Graphs
 
 BUNDLED_FEATURES = {"mnist": ASSETS / "features-mnist.onnx", "fashion-mnist": ASSETS / "features-fashion-mnist.onnx"}
 SAMPLES = 10_000
+QUICK_SAMPLES = 1_000  # the per-epoch FID of a training run: for trends, biased up against SAMPLES
 # images per feature pass; a longer set shows a progress bar on a terminal
 CHUNK = 2_000
 
@@ -123,3 +124,14 @@ def evaluate_generator(graphs: Graphs, n: int, seed: int, network: Artifact, net
     floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
     return {"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
             **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor}
+
+
+def can_sample(graphs: Graphs) -> bool:
+    return verbs.supports(graphs, "sample") and graphs.meta.get("prior") is not None
+
+
+def quick_fid(graphs: Graphs, network: Artifact, real: np.ndarray, seed: int) -> float:
+    """FID of as many samples as `real` has rows (the features of real test images), drawn from `seed`."""
+    labels = conditional_labels(graphs, len(real))
+    fake, _ = features(network, verbs.find(graphs, "sample")(graphs, len(real), seed, labels))
+    return metrics.frechet_distance(*metrics.gaussian_stats(real), *metrics.gaussian_stats(fake))
