@@ -300,11 +300,25 @@ def export(
     _out(str(target))
 
 
+LabelOpt = Annotated[Optional[str], typer.Option(help="Conditional models: the class to draw (a name or index; default: the classes in turn).")]
+
+
+def _labels(art, label: str | None, n: int):
+    """`n` copies of the class `label` names, for a conditional model; None when no label is given."""
+    import numpy as np
+
+    from gentool.runtime import latent
+
+    return None if label is None else np.full(n, latent.label_index(art, label))
+
+
 @app.command()
 def sample(
     artifact: ArtifactArg,
     n: Annotated[int, typer.Option("-n", help="Number of images.")] = 64,
     seed: SeedOpt = 0,
+    label: LabelOpt = None,
+    truncation: Annotated[Optional[float], typer.Option(help="Redraw latent values beyond +-T (e.g. 1.0): more typical, less varied images.")] = None,
     nrow: Annotated[Optional[int], typer.Option(help="Images per grid row.")] = None,
     out: OutOpt = None,
     device: DeviceOpt = Device.auto,
@@ -312,7 +326,7 @@ def sample(
     """Draw new images from the model (a grid PNG)."""
     _positive("-n", n, MAX_IMAGES)
     art, run = _open(artifact, device, "sample")
-    _write(run(art, n, seed), out, nrow)
+    _write(run(art, n, seed, _labels(art, label, n), truncation=truncation), out, nrow)
 
 
 @app.command()
@@ -380,6 +394,7 @@ def interpolate(
     seeds: Annotated[Optional[str], typer.Option(help="Instead of images: two seeds 'A,B' whose prior draws are the ends.")] = None,
     steps: Annotated[int, typer.Option(help="Images in the strip, both ends included.")] = 8,
     slerp: Annotated[bool, typer.Option("--slerp", help="Spherical interpolation (keeps Gaussian codes at a typical norm).")] = False,
+    label: LabelOpt = None,
     out: OutOpt = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
@@ -396,7 +411,62 @@ def interpolate(
         if not ends or len(ends) != 2:
             raise UsageError("interpolate needs two images A B (or --seeds A,B)")
         start, end = latent.code_of(verbs.find(art, "encode")(art, _read(art, ends)))
-    _write(run(art, start, end, steps, slerp), out, nrow=steps)
+    _write(run(art, start, end, steps, slerp, _labels(art, label, steps)), out, nrow=steps)
+
+
+def _seed_list(option: str, text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{option} takes seeds 'A,B,...', got '{text}'") from None
+
+
+def _term_codes(art, spec: str):
+    """The codes of an arithmetic term's images: one image file, or a set (folder, .npy/.npz, dataset split)."""
+    import numpy as np
+
+    from gentool import data, images
+    from gentool.runtime import latent, verbs
+
+    encode = verbs.find(art, "encode")
+    if Path(spec).suffix.lower() in images.FORMATS:
+        x = _read(art, [spec])
+    else:
+        found = data.check_shape(data.image_set(spec), art.image_shape, spec)
+        x = found.images / np.float32(255)
+    return latent.code_of(encode(art, x))
+
+
+@app.command()
+def arithmetic(
+    artifact: ArtifactArg,
+    plus: Annotated[Optional[list[str]], typer.Option(help="A term to add: images (a folder, .npy/.npz, a dataset split or one image) taken at their mean code. Repeatable.")] = None,
+    minus: Annotated[Optional[list[str]], typer.Option(help="A term to subtract, in the same forms. Repeatable.")] = None,
+    plus_seeds: Annotated[Optional[list[str]], typer.Option(help="Instead of images: a term as seeds 'A,B,...' whose prior draws are averaged. Repeatable.")] = None,
+    minus_seeds: Annotated[Optional[list[str]], typer.Option(help="A term of seeds to subtract. Repeatable.")] = None,
+    label: LabelOpt = None,
+    out: OutOpt = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Latent vector arithmetic (Radford et al. 2016): a strip of each term's mean code decoded, plus
+    terms then minus terms, and last their sum (plus - minus)."""
+    from gentool.runtime import latent
+
+    art, run = _open(artifact, device, "arithmetic")
+    plus, minus, plus_seeds, minus_seeds = plus or [], minus or [], plus_seeds or [], minus_seeds or []
+    if (plus or minus) and (plus_seeds or minus_seeds):
+        raise UsageError("give image terms (--plus/--minus) or seed terms (--plus-seeds/--minus-seeds), not both")
+    if plus_seeds or minus_seeds:
+        terms = [[latent.seed_codes(art, _seed_list(option, text), "arithmetic") for text in texts]
+                 for option, texts in (("--plus-seeds", plus_seeds), ("--minus-seeds", minus_seeds))]
+    else:
+        terms = [[_term_codes(art, spec) for spec in specs] for specs in (plus, minus)]
+    if not terms[0]:
+        raise UsageError("arithmetic needs a term to add: --plus IMAGES or --plus-seeds A,B")
+    count = len(terms[0]) + len(terms[1]) + 1
+    if label is None and "label" in art.input_names(latent.z_role(art)):
+        raise UsageError("this model is conditional: give the --label its terms are drawn as")
+    _write(run(art, *terms, _labels(art, label, count)), out, nrow=count)
 
 
 @app.command()

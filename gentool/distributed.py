@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from gentool.devices import torch_device
 from gentool.errors import UsageError
@@ -35,14 +36,19 @@ class World:
         return rows if self.size == 1 else rows.tensor_split(self.size)[self.rank]
 
     def wrap(self, nets: dict, device: torch.device) -> dict:
-        """Each network in DistributedDataParallel. Buffers are not broadcast at every forward: they
-        change only in `after_epoch`, which every process runs on the same data (and a GAN's two
-        forwards before one backward would otherwise clobber BatchNorm statistics)."""
+        """Each network in DistributedDataParallel, its BatchNorms taking the statistics of the
+        global batch (`WorldBatchNorm`). Buffers are not broadcast at every forward: every process
+        then computes the same running statistics, and `after_epoch` runs on the same data in every
+        process (a GAN's two forwards before one backward would otherwise clobber them)."""
         if self.size == 1:
             return nets
         import inspect
 
         from torch.nn.parallel import DistributedDataParallel as DDP
+
+        group = torch.distributed.new_group()  # its own, so its collectives never interleave with DDP's
+        for net in nets.values():
+            world_batch_norms(net, group)
 
         # torch 2.13 renamed the option (the old name warns); both leave the initial sync in place
         quiet = {"forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP).parameters else "broadcast_buffers": False}
@@ -80,3 +86,49 @@ def join(device: str) -> tuple[World, torch.device]:
         torch.cuda.set_device(chosen)
     torch.distributed.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
     return World(rank, size), chosen
+
+
+class WorldBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """A BatchNorm that, while training, normalises by the statistics of the global batch: the
+    per-channel sums and sums of squares (float64) are all-reduced over the processes, with their
+    gradients, so a BatchNorm network trains on N processes as on one. (torch's SyncBatchNorm does
+    this on GPUs only.) It takes over a BatchNorm's parameters and buffers: same state-dict, and
+    in eval mode the plain BatchNorm it was."""
+
+    def __init__(self, norm: nn.modules.batchnorm._BatchNorm, group):
+        super().__init__(norm.num_features, norm.eps, norm.momentum, norm.affine, norm.track_running_stats)
+        self.weight, self.bias = norm.weight, norm.bias
+        self.running_mean, self.running_var, self.num_batches_tracked = norm.running_mean, norm.running_var, norm.num_batches_tracked
+        self.group = group
+
+    def _check_input_dim(self, x):
+        pass
+
+    def forward(self, x):
+        if not self.training:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c, dims = x.shape[1], [0, *range(2, x.dim())]
+        wide = x.double()
+        count = torch.tensor([x.numel() // c], dtype=torch.float64, device=x.device)
+        stats = all_reduce(torch.cat([wide.sum(dims), (wide * wide).sum(dims), count]), group=self.group)
+        total = stats[-1]
+        mean = stats[:c] / total
+        var = stats[c : 2 * c] / total - mean**2
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            self.running_mean.lerp_(mean.to(x.dtype), self.momentum)
+            self.running_var.lerp_((var * total / (total - 1)).to(x.dtype), self.momentum)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        scale = torch.rsqrt(var + self.eps).to(x.dtype)
+        return (x - mean.to(x.dtype).view(shape)) * (scale * self.weight).view(shape) + self.bias.view(shape)
+
+
+def world_batch_norms(net: nn.Module, group) -> None:
+    """Replace, in place, every BatchNorm inside `net` by a `WorldBatchNorm` over `group`."""
+    for name, child in net.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(net, name, WorldBatchNorm(child, group))
+        else:
+            world_batch_norms(child, group)

@@ -25,7 +25,7 @@ from gentool import files
 from gentool.errors import UsageError
 
 _GRAY_BANDS = ("1", "L", "I", "F")
-_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 def read_image(
@@ -141,9 +141,9 @@ def write_image(image: np.ndarray, dest: str | None) -> None:
         files.write_stdout(encode_png(image))
         return
     suffix = Path(dest).suffix.lower()
-    if suffix not in _FORMATS and not (files.is_special(Path(dest)) and not suffix):
+    if suffix not in FORMATS and not (files.is_special(Path(dest)) and not suffix):
         raise UsageError(f"unsupported output format '{suffix or dest}' (use .png or .jpg)")
-    files.atomic_write(dest, _encode_jpeg(image) if _FORMATS.get(suffix) == "JPEG" else encode_png(image))
+    files.atomic_write(dest, _encode_jpeg(image) if FORMATS.get(suffix) == "JPEG" else encode_png(image))
 
 
 def make_grid(

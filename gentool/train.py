@@ -28,8 +28,11 @@ from gentool.progress import Reporter, deferred_interrupt
 
 PREVIEW_IMAGES = 32  # test images shown in the per-epoch reconstruction grids
 PRIOR_IMAGES = 10_000  # training images handed to `after_epoch` (the AE fits its prior on their codes)
-# an adversarial family's mean discriminator outputs, shown beside the losses
-PLAYER_SCORES = {"discriminator_d_real": "D(x)", "discriminator_d_fake": "D(G(z))"}
+# an adversarial family's mean discriminator outputs, or its critic's distance, shown beside the losses
+PLAYER_SCORES = {"discriminator_d_real": "D(x)", "discriminator_d_fake": "D(G(z))", "critic_wasserstein": "W"}
+# the running sums of an epoch hold, beside each loss, the examples it was taken on (a phase need
+# not run at every step: WGAN-GP's generator)
+SEEN = "seen:"
 
 
 @dataclass
@@ -302,6 +305,8 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
 
     n = len(train_u8)
     steps = math.ceil(n / bs)
+    if sums and not any(k.startswith(SEEN) for k in sums):  # saved before the counts were kept: every loss at every step
+        sums.update({SEEN + k: float(min(start_step * bs, n)) for k in list(sums)})
     reporter = Reporter(total_steps=(epochs - start_epoch) * steps - start_step, enabled=world.writer)
     epoch, step = start_epoch, start_step
 
@@ -343,6 +348,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
                                         world.size * len(mine) / len(positions))
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v * len(mine)
+                    sums[SEEN + k] = sums.get(SEEN + k, 0.0) + len(mine)
                 step += 1
                 signum = interrupted()
                 stop, diverged = world.any(signum, not all(math.isfinite(v) for v in losses.values()))
@@ -363,7 +369,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
             model.after_epoch(batches_of(train_u8[:PRIOR_IMAGES], 500))
             if not world.writer:
                 continue
-            row = {"epoch": epoch + 1, **{f"train_{k}": v / n for k, v in sums.items()}}
+            row = {"epoch": epoch + 1, **{f"train_{k}": v / sums[SEEN + k] for k, v in sums.items() if not k.startswith(SEEN)}}
             row.update({f"test_{k}": v for k, v in evaluate_losses(model, test_u8, test_y, 500, binarize, seed).items()})
             row.update(epoch_pictures(model, meta, run_dir, epoch + 1, preview_images, watch))
             row["seconds"] = round(seconds, 3)

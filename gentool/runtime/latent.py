@@ -25,6 +25,7 @@ VERBS = {
     "decode": [("decoder",), ("generator",)],
     "interpolate": [("decoder",), ("generator",)],
     "manifold": [("decoder",), ("generator",)],
+    "arithmetic": [("decoder",), ("generator",)],
     "encode": [("encoder",)],
     "reconstruct": [("encoder", "decoder")],
     "score": [("encoder", "decoder")],
@@ -48,10 +49,34 @@ def prior(graphs: Graphs, verb: str) -> tuple[np.ndarray, np.ndarray]:
     return mean, cov
 
 
-def prior_draws(graphs: Graphs, n: int, seed: int | None, verb: str = "sample") -> np.ndarray:
+def standard_normals(rng: np.random.Generator, shape: tuple[int, int], truncation: float | None = None) -> np.ndarray:
+    """N(0, I) draws; with `truncation` every value beyond +-truncation is drawn again until none is
+    (the truncation trick of Brock et al. 2019: fewer, more typical images)."""
+    eps = rng.standard_normal(shape)
+    if truncation is not None:
+        if not truncation > 0:
+            raise UsageError(f"--truncation must be positive, got {truncation}")
+        outside = np.abs(eps) > truncation
+        while outside.any():
+            eps[outside] = rng.standard_normal(int(outside.sum()))
+            outside = np.abs(eps) > truncation
+    return eps
+
+
+def prior_draws(graphs: Graphs, n: int, seed: int | None, verb: str = "sample", truncation: float | None = None) -> np.ndarray:
     mean, cov = prior(graphs, verb)
-    eps = np.random.default_rng(seed).standard_normal((n, len(mean)))
+    eps = standard_normals(np.random.default_rng(seed), (n, len(mean)), truncation)
     return mean + eps @ np.linalg.cholesky(cov).T
+
+
+def label_index(graphs: Graphs, name: str) -> int:
+    """A class given by name or index, as its index."""
+    classes = graphs.need("classes", "--label")
+    if name in classes:
+        return classes.index(name)
+    if name.isdigit() and int(name) < len(classes):
+        return int(name)
+    raise UsageError(f"--label: this model has no class '{name}' (use 0..{len(classes) - 1} or a name: {', '.join(classes)})")
 
 
 def decode(graphs: Graphs, codes: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
@@ -77,8 +102,8 @@ def decode(graphs: Graphs, codes: np.ndarray, labels: np.ndarray | None = None) 
     return x
 
 
-def sample(graphs: Graphs, n: int, seed: int | None, labels: np.ndarray | None = None) -> np.ndarray:
-    return decode(graphs, prior_draws(graphs, n, seed), labels)
+def sample(graphs: Graphs, n: int, seed: int | None, labels: np.ndarray | None = None, truncation: float | None = None) -> np.ndarray:
+    return decode(graphs, prior_draws(graphs, n, seed, truncation=truncation), labels)
 
 
 def encode(graphs: Graphs, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -103,7 +128,8 @@ def seed_codes(graphs: Graphs, seeds: list[int], verb: str) -> np.ndarray:
     return np.stack([prior_draws(graphs, 1, s, verb)[0] for s in seeds])
 
 
-def interpolate(graphs: Graphs, start: np.ndarray, end: np.ndarray, steps: int, slerp: bool = False) -> np.ndarray:
+def interpolate(graphs: Graphs, start: np.ndarray, end: np.ndarray, steps: int, slerp: bool = False,
+                labels: np.ndarray | None = None) -> np.ndarray:
     """Decoded points between two codes, both ends included: on the straight line, or with `slerp`
     on the great circle (White 2016), which keeps Gaussian draws at a typical norm all the way."""
     t = np.linspace(0.0, 1.0, steps)[:, None]
@@ -112,8 +138,19 @@ def interpolate(graphs: Graphs, start: np.ndarray, end: np.ndarray, steps: int, 
         cos = float(np.dot(a[0], b[0]) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
         omega = np.arccos(np.clip(cos, -1.0, 1.0))
         if omega > 1e-6:
-            return decode(graphs, (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega))
-    return decode(graphs, (1 - t) * a + t * b)
+            return decode(graphs, (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega), labels)
+    return decode(graphs, (1 - t) * a + t * b, labels)
+
+
+def arithmetic(graphs: Graphs, plus: list[np.ndarray], minus: list[np.ndarray], labels: np.ndarray | None = None) -> np.ndarray:
+    """Latent vector arithmetic (Radford et al. 2016, Figure 7): each term is a set of codes (N, D),
+    taken at its mean; decoded are the plus terms' means, the minus terms' means, and last their sum
+    plus - minus."""
+    if not plus:
+        raise UsageError("arithmetic needs at least one --plus term")
+    means = [np.asarray(term, np.float64).mean(0) for term in plus + minus]
+    result = sum(means[: len(plus)]) - sum(means[len(plus) :], np.zeros_like(means[0]))
+    return decode(graphs, np.stack([*means, result]), labels)
 
 
 def most_active_dims(graphs: Graphs) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import importlib
 from gentool.errors import UsageError
 
 _MODULES = ["gentool.zoo.ae", "gentool.zoo.vae", "gentool.zoo.sparse_ae", "gentool.zoo.cae", "gentool.zoo.dae", "gentool.zoo.sr",
-            "gentool.zoo.classifier", "gentool.zoo.gan"]
+            "gentool.zoo.classifier", "gentool.zoo.gan", "gentool.zoo.wgan_gp"]
 _REGISTRY: dict[str, type] = {}
 
 

@@ -21,12 +21,12 @@ def mlp(sizes: list[int], activation=nn.ReLU) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def conv_grid(image_shape: tuple[int, int, int], downsamplings: int = 2) -> tuple[int, int]:
+def conv_grid(image_shape: tuple[int, int, int], downsamplings: int = 2, hint: str = "; use --arch mlp") -> tuple[int, int]:
     """Spatial size after `downsamplings` stride-2 convs; the image must divide evenly."""
     _, h, w = image_shape
     f = 2**downsamplings
     if h % f or w % f:
-        raise UsageError(f"the conv architecture needs image sides divisible by {f} (got {h}x{w}); use --arch mlp")
+        raise UsageError(f"the conv architecture needs image sides divisible by {f} (got {h}x{w}){hint}")
     return h // f, w // f
 
 

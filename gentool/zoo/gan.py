@@ -10,6 +10,10 @@ example). `--loss ns` (the default): the generator maximises log D(G(z)), the no
 the seeds recommend; `minimax`: it minimises log(1 - D(G(z))), the game's own term, which saturates
 when the discriminator wins; `lsgan`: least squares (Mao et al. 2017), targets 1 and 0. Adam with
 beta1 = 0.5, rate 2e-4, as DCGAN.
+
+`--conditional`: the generator takes a label embedding beside z, and the discriminator adds the
+projection of its features on the label's embedding to its logit (Miyato & Koyama 2018), so both
+players see the class; the exported generator takes (z, label).
 """
 
 from __future__ import annotations
@@ -18,54 +22,65 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gentool.errors import UsageError
 from gentool.noise import randn_like
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
 from gentool.zoo.blocks import conv_grid
 
+LABEL_DIM = 32  # size of the generator's label embedding
+
 
 class Generator(nn.Module):
-    """z (N, D) -> image in [-1, 1] (N, C, H, W)."""
+    """z (N, D) [and labels (N,)] -> image in [-1, 1] (N, C, H, W)."""
 
-    def __init__(self, image_shape, latent_dim: int, width: int):
+    def __init__(self, image_shape, latent_dim: int, width: int, classes: int | None = None):
         super().__init__()
-        self.grid = conv_grid(image_shape)
-        self.dense = nn.Sequential(nn.Linear(latent_dim, 2 * width * self.grid[0] * self.grid[1]),
-                                   nn.BatchNorm1d(2 * width * self.grid[0] * self.grid[1]), nn.ReLU())
+        self.grid = conv_grid(image_shape, hint="")
+        cells = 2 * width * self.grid[0] * self.grid[1]
+        self.embed = nn.Embedding(classes, LABEL_DIM) if classes else None
+        self.dense = nn.Sequential(nn.Linear(latent_dim + (LABEL_DIM if classes else 0), cells), nn.BatchNorm1d(cells), nn.ReLU())
         self.up = nn.Sequential(
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
             nn.ConvTranspose2d(width, image_shape[0], 4, 2, 1), nn.Tanh(),
         )
 
-    def forward(self, z):
+    def forward(self, z, label=None):
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(label)], 1)
         return self.up(self.dense(z).unflatten(1, (-1, *self.grid)))
 
 
 class ImageGenerator(nn.Module):
-    """The exported graph: z -> image in [0, 1]."""
+    """The exported graph: z [, label] -> image in [0, 1]."""
 
     def __init__(self, generator: Generator):
         super().__init__()
         self.generator = generator
 
-    def forward(self, z):
-        return (self.generator(z) + 1) / 2
+    def forward(self, z, label=None):
+        return (self.generator(z, label) + 1) / 2
 
 
 class Discriminator(nn.Module):
-    """Image in [-1, 1] -> one logit per image, (N,)."""
+    """Image in [-1, 1] [and labels] -> one logit per image, (N,). Without `batch_norm` it is a
+    Wasserstein critic (WGAN-GP's gradient penalty is per example, which BatchNorm would break)."""
 
-    def __init__(self, image_shape, width: int):
+    def __init__(self, image_shape, width: int, classes: int | None = None, batch_norm: bool = True):
         super().__init__()
-        h, w = conv_grid(image_shape)
-        self.net = nn.Sequential(
+        h, w = conv_grid(image_shape, hint="")
+        self.features = nn.Sequential(
             nn.Conv2d(image_shape[0], width, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2),
-            nn.Flatten(), nn.Linear(2 * width * h * w, 1),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.BatchNorm2d(2 * width) if batch_norm else nn.Identity(), nn.LeakyReLU(0.2),
+            nn.Flatten(),
         )
+        self.logit = nn.Linear(2 * width * h * w, 1)
+        self.embed = nn.Embedding(classes, 2 * width * h * w) if classes else None
 
-    def forward(self, x):
-        return self.net(x).squeeze(1)
+    def forward(self, x, label=None):
+        h = self.features(x)
+        out = self.logit(h).squeeze(1)
+        return out if self.embed is None else out + (self.embed(label) * h).sum(1)
 
 
 def discriminator_loss(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -83,46 +98,69 @@ def generator_loss(loss: str, fake: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake).mean()  # -log D(G(z))
 
 
-@register
-class GAN(GenerativeModel):
-    name = "gan"
-    defaults = {"loss": "ns", "latent_dim": 100, "width": 64}
-    choices = {"loss": ("ns", "minimax", "lsgan")}
-    train_defaults = {"epochs": 10, "batch_size": 128, "lr": 2e-4, "lr_schedule": "constant"}
+class Adversarial(GenerativeModel):
+    """What the adversarial families share: the generator, a judge of images (`judge`: the
+    discriminator or critic), one Adam per player, keyed z, and the exported generator graph."""
+
+    judge = "discriminator"
+    batch_norm = True
+    betas = (0.5, 0.999)
 
     def __init__(self, image_shape, hparams, num_classes=None):
         super().__init__(image_shape, hparams, num_classes)
-        self.generator = Generator(self.image_shape, self.hparams["latent_dim"], self.hparams["width"])
-        self.discriminator = Discriminator(self.image_shape, self.hparams["width"])
+        classes = None
+        if self.hparams["conditional"]:
+            if not num_classes:
+                raise UsageError("--conditional needs labelled data (mnist, fashion-mnist, a folder of class folders, ...)")
+            classes = num_classes
+        self.classes = classes
+        self.generator = Generator(self.image_shape, self.hparams["latent_dim"], self.hparams["width"], classes)
+        setattr(self, self.judge, Discriminator(self.image_shape, self.hparams["width"], classes, self.batch_norm))
 
     def networks(self):
-        return {"discriminator": self.discriminator, "generator": self.generator}
+        return {self.judge: getattr(self, self.judge), "generator": self.generator}
 
     def configure_optimizers(self, lr):
-        return {name: torch.optim.Adam(net.parameters(), lr=lr, betas=(0.5, 0.999)) for name, net in self.networks().items()}
+        return {name: torch.optim.Adam(net.parameters(), lr=lr, betas=self.betas) for name, net in self.networks().items()}
 
-    def _z(self, x):
-        return randn_like(x.new_empty(len(x), self.hparams["latent_dim"]))
+    def labels(self, y):
+        """The labels the players see: the batch's own when conditional, else none."""
+        return (y,) if self.classes else ()
 
-    def phase_losses(self, phase, nets, x, y, step):
-        loss, real = self.hparams["loss"], x * 2 - 1
-        if phase == "discriminator":
-            with torch.no_grad():
-                fake = nets["generator"](self._z(x))
-            d_real, d_fake = nets["discriminator"](real), nets["discriminator"](fake)
-            return {"loss": discriminator_loss(loss, d_real, d_fake),
-                    "d_real": torch.sigmoid(d_real).mean(), "d_fake": torch.sigmoid(d_fake).mean()}
-        return {"loss": generator_loss(loss, nets["discriminator"](nets["generator"](self._z(x))))}
+    def fake(self, nets, x, y):
+        return nets["generator"](randn_like(x.new_empty(len(x), self.hparams["latent_dim"])), *self.labels(y))
 
     def losses(self, x, y=None):
         """Both players' losses on one batch (what the per-epoch test loss reports)."""
-        d = self.phase_losses("discriminator", self.networks(), x, y, 0)
-        return {"loss": d["loss"], "generator_loss": self.phase_losses("generator", self.networks(), x, y, 0)["loss"]}
+        judged = self.phase_losses(self.judge, self.networks(), x, y, 0)
+        return {"loss": judged["loss"], "generator_loss": self.phase_losses("generator", self.networks(), x, y, 0)["loss"]}
 
     def graphs(self, batch=2):
-        z = torch.randn(batch, self.hparams["latent_dim"])
-        return {"generator": Graph(ImageGenerator(self.generator), (z,), ["z"], ["x"])}
+        inputs, names = (torch.randn(batch, self.hparams["latent_dim"]),), ["z"]
+        if self.classes:
+            inputs, names = (*inputs, torch.arange(batch) % self.classes), ["z", "label"]
+        bounds = {"label": self.classes} if self.classes else {}
+        return {"generator": Graph(ImageGenerator(self.generator), inputs, names, ["x"], int_bounds=bounds)}
 
     def graph_metadata(self):
         d = self.hparams["latent_dim"]
         return {"latent_dim": d, "prior": {"mean": [0.0] * d, "cov": [[float(i == j) for j in range(d)] for i in range(d)]}}
+
+
+@register
+class GAN(Adversarial):
+    name = "gan"
+    defaults = {"loss": "ns", "latent_dim": 100, "width": 32, "conditional": False}
+    choices = {"loss": ("ns", "minimax", "lsgan")}
+    train_defaults = {"epochs": 10, "batch_size": 128, "lr": 2e-4, "lr_schedule": "constant"}
+
+    def phase_losses(self, phase, nets, x, y, step):
+        loss, real = self.hparams["loss"], x * 2 - 1
+        judge = nets["discriminator"]
+        if phase == "discriminator":
+            with torch.no_grad():
+                fake = self.fake(nets, x, y)
+            d_real, d_fake = judge(real, *self.labels(y)), judge(fake, *self.labels(y))
+            score = (lambda t: t) if loss == "lsgan" else torch.sigmoid  # lsgan's outputs are scores, not logits
+            return {"loss": discriminator_loss(loss, d_real, d_fake), "d_real": score(d_real).mean(), "d_fake": score(d_fake).mean()}
+        return {"loss": generator_loss(loss, judge(self.fake(nets, x, y), *self.labels(y)))}
