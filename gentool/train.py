@@ -115,8 +115,9 @@ def training_set(data: str, limit: int | None, classes: str | list[int] | None):
 
 def train_step(model, nets: dict, optimizers: dict, x, y, step: int, scale: float = 1.0) -> dict[str, float]:
     """One global step: for each phase the family names, its losses, zero-grad, backward (of the
-    loss times `scale`, this process's share of the batch) and the phase's optimizer step. Returns
-    the losses as floats (`<phase>_<name>` when there are several optimizers)."""
+    loss times `scale`, this process's share of the batch) and the phase's optimizer step; then the
+    family's `after_step`. Returns the losses as floats (`<phase>_<name>` when there are several
+    optimizers)."""
     record = {}
     for phase in model.phases(step):
         losses = model.phase_losses(phase, nets, x, y, step)
@@ -126,6 +127,7 @@ def train_step(model, nets: dict, optimizers: dict, x, y, step: int, scale: floa
         optimizer.step()
         for k, v in losses.items():
             record[k if len(optimizers) == 1 else f"{phase}_{k}"] = float(v.detach())
+    model.after_step(step)
     return record
 
 

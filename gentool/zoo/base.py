@@ -16,7 +16,8 @@ Hooks with defaults that fit most families:
   each; by default the whole model, whose `forward` is `losses`), `phases(step)` (the networks
   stepped at a global step, in order) and `phase_losses(phase, nets, x, y, step)` (the losses of
   one phase, computed through `nets`, the wrapped networks): the loop owns zero-grad, backward and
-  the optimizer steps. `after_epoch(batches)` runs after each epoch on batches of training images
+  the optimizer steps. `after_step(step)` runs after each step's updates (a GAN averages its
+  generator's weights there); `after_epoch(batches)` after each epoch on batches of training images
   (the AE fits its code prior there).
 - `preview(graphs, images, seed)`: the per-epoch grids, drawn by the runtime's samplers over the
   torch-backed `graphs` (so a run's grids are what `gentool sample` draws);
@@ -90,6 +91,9 @@ class GenerativeModel(nn.Module):
 
     def phase_losses(self, phase: str, nets: dict[str, nn.Module], x, y, step: int) -> dict[str, torch.Tensor]:
         return nets[phase](x, y)
+
+    def after_step(self, step: int) -> None:
+        """Called after the optimizer steps of each global step."""
 
     def after_epoch(self, batches) -> None:
         """Called after each epoch with batches of (up to 10,000) training images."""

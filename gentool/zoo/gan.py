@@ -11,12 +11,17 @@ the seeds recommend; `minimax`: it minimises log(1 - D(G(z))), the game's own te
 when the discriminator wins; `lsgan`: least squares (Mao et al. 2017), targets 1 and 0. Adam with
 beta1 = 0.5, rate 2e-4, as DCGAN.
 
+The images are drawn by a moving average of the generator's weights (`--ema 0.999`; 0: the last
+weights), which smooths out the oscillation of the game's last steps.
+
 `--conditional`: the generator takes a label embedding beside z, and the discriminator adds the
 projection of its features on the label's embedding to its logit (Miyato & Koyama 2018), so both
 players see the class; the exported generator takes (z, label).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -39,9 +44,10 @@ class Generator(nn.Module):
         self.grid = conv_grid(image_shape, hint="")
         cells = 2 * width * self.grid[0] * self.grid[1]
         self.embed = nn.Embedding(classes, LABEL_DIM) if classes else None
-        self.dense = nn.Sequential(nn.Linear(latent_dim + (LABEL_DIM if classes else 0), cells), nn.BatchNorm1d(cells), nn.ReLU())
+        # no bias before a BatchNorm: it would cancel it (and Adam turn its zero gradient's rounding into steps)
+        self.dense = nn.Sequential(nn.Linear(latent_dim + (LABEL_DIM if classes else 0), cells, bias=False), nn.BatchNorm1d(cells), nn.ReLU())
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
             nn.ConvTranspose2d(width, image_shape[0], 4, 2, 1), nn.Tanh(),
         )
 
@@ -71,7 +77,7 @@ class Discriminator(nn.Module):
         h, w = conv_grid(image_shape, hint="")
         self.features = nn.Sequential(
             nn.Conv2d(image_shape[0], width, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.BatchNorm2d(2 * width) if batch_norm else nn.Identity(), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=not batch_norm), nn.BatchNorm2d(2 * width) if batch_norm else nn.Identity(), nn.LeakyReLU(0.2),
             nn.Flatten(),
         )
         self.logit = nn.Linear(2 * width * h * w, 1)
@@ -116,6 +122,27 @@ class Adversarial(GenerativeModel):
         self.classes = classes
         self.generator = Generator(self.image_shape, self.hparams["latent_dim"], self.hparams["width"], classes)
         setattr(self, self.judge, Discriminator(self.image_shape, self.hparams["width"], classes, self.batch_norm))
+        if not 0 <= self.hparams["ema"] < 1:
+            raise UsageError(f"--ema must be in [0, 1), got {self.hparams['ema']}")
+        if self.hparams["ema"]:
+            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
+
+    def drawing_generator(self) -> Generator:
+        """The generator that draws the images (exported, previewed): the weights' moving average."""
+        return self.generator_ema if self.hparams["ema"] else self.generator
+
+    @torch.no_grad()
+    def after_step(self, step):
+        """The exponential moving average of the generator's weights (Yazici et al. 2019), its decay
+        ramped up from 0.1 over the first steps, so a short run averages its recent steps; its
+        BatchNorm statistics are the live generator's."""
+        if not self.hparams["ema"]:
+            return
+        decay = min(self.hparams["ema"], (1 + step) / (10 + step))
+        for average, live in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            average.lerp_(live, 1 - decay)
+        for average, live in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            average.copy_(live)
 
     def networks(self):
         return {self.judge: getattr(self, self.judge), "generator": self.generator}
@@ -140,7 +167,7 @@ class Adversarial(GenerativeModel):
         if self.classes:
             inputs, names = (*inputs, torch.arange(batch) % self.classes), ["z", "label"]
         bounds = {"label": self.classes} if self.classes else {}
-        return {"generator": Graph(ImageGenerator(self.generator), inputs, names, ["x"], int_bounds=bounds)}
+        return {"generator": Graph(ImageGenerator(self.drawing_generator()), inputs, names, ["x"], int_bounds=bounds)}
 
     def graph_metadata(self):
         d = self.hparams["latent_dim"]
@@ -150,7 +177,7 @@ class Adversarial(GenerativeModel):
 @register
 class GAN(Adversarial):
     name = "gan"
-    defaults = {"loss": "ns", "latent_dim": 100, "width": 32, "conditional": False}
+    defaults = {"loss": "ns", "latent_dim": 100, "width": 32, "conditional": False, "ema": 0.999}
     choices = {"loss": ("ns", "minimax", "lsgan")}
     train_defaults = {"epochs": 10, "batch_size": 128, "lr": 2e-4, "lr_schedule": "constant"}
 

@@ -33,7 +33,7 @@ class WGANGP(Adversarial):
     judge = "critic"
     batch_norm = False
     betas = (0.5, 0.9)
-    defaults = {"latent_dim": 100, "width": 32, "conditional": False, "gp": 10.0, "n_critic": 5}
+    defaults = {"latent_dim": 100, "width": 32, "conditional": False, "ema": 0.999, "gp": 10.0, "n_critic": 5}
     train_defaults = {"epochs": 10, "batch_size": 64, "lr": 1e-4, "lr_schedule": "constant"}
 
     def phases(self, step):
