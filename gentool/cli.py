@@ -193,9 +193,9 @@ def evaluate(
     device: DeviceOpt = Device.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Metrics of a trained model on a data split, or (--samples, or an export) the quality of its samples."""
+    """Metrics of a trained model on a data split, or (--samples, an export, a GAN) the quality of its samples."""
     path = Path(run)
-    if samples is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()):
+    if samples is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _only_generates(run):
         if iw_samples is not None or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
             raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --noise-level, --anomaly, --probe, --limit and --split")
         _sample_quality(run, data, samples, features, seed, device, as_json)
@@ -212,6 +212,16 @@ def evaluate(
     result = run_evaluation(Path(run), data, split, device.value, limit, seed, anomaly, probe,
                             iw_samples=iw_samples, noise_level=noise_level)
     _report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
+
+
+def _only_generates(run: str) -> bool:
+    """A run whose graphs do nothing but draw images (a GAN's): its evaluation is sample quality."""
+    from gentool.runtime.artifact import Artifact
+
+    try:
+        return set(Artifact(run, "cpu").roles) == {"generator"}
+    except GentoolError:
+        return False
 
 
 def _sample_quality(run: str, data: str | None, samples: int | None, features: str | None, seed: int, device: Device, as_json: bool) -> None:

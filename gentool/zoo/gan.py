@@ -39,13 +39,14 @@ LABEL_DIM = 32  # size of the generator's label embedding
 class Generator(nn.Module):
     """z (N, D) [and labels (N,)] -> image in [-1, 1] (N, C, H, W)."""
 
-    def __init__(self, image_shape, latent_dim: int, width: int, classes: int | None = None):
+    def __init__(self, image_shape, latent_dim: int, width: int, hidden: int, classes: int | None = None):
         super().__init__()
         self.grid = conv_grid(image_shape, hint="")
         cells = 2 * width * self.grid[0] * self.grid[1]
         self.embed = nn.Embedding(classes, LABEL_DIM) if classes else None
+        sizes = [latent_dim + (LABEL_DIM if classes else 0), *([hidden] if hidden else []), cells]
         # no bias before a BatchNorm: it would cancel it (and Adam turn its zero gradient's rounding into steps)
-        self.dense = nn.Sequential(nn.Linear(latent_dim + (LABEL_DIM if classes else 0), cells, bias=False), nn.BatchNorm1d(cells), nn.ReLU())
+        self.dense = nn.Sequential(*(layer for a, b in zip(sizes, sizes[1:]) for layer in (nn.Linear(a, b, bias=False), nn.BatchNorm1d(b), nn.ReLU())))
         self.up = nn.Sequential(
             nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
             nn.ConvTranspose2d(width, image_shape[0], 4, 2, 1), nn.Tanh(),
@@ -72,16 +73,19 @@ class Discriminator(nn.Module):
     """Image in [-1, 1] [and labels] -> one logit per image, (N,). Without `batch_norm` it is a
     Wasserstein critic (WGAN-GP's gradient penalty is per example, which BatchNorm would break)."""
 
-    def __init__(self, image_shape, width: int, classes: int | None = None, batch_norm: bool = True):
+    def __init__(self, image_shape, width: int, hidden: int, classes: int | None = None, batch_norm: bool = True):
         super().__init__()
         h, w = conv_grid(image_shape, hint="")
-        self.features = nn.Sequential(
-            nn.Conv2d(image_shape[0], width, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=not batch_norm), nn.BatchNorm2d(2 * width) if batch_norm else nn.Identity(), nn.LeakyReLU(0.2),
-            nn.Flatten(),
-        )
-        self.logit = nn.Linear(2 * width * h * w, 1)
-        self.embed = nn.Embedding(classes, 2 * width * h * w) if classes else None
+        maps, units = (nn.BatchNorm2d, nn.BatchNorm1d) if batch_norm else (lambda n: nn.Identity(),) * 2
+        layers = [nn.Conv2d(image_shape[0], width, 4, 2, 1), nn.LeakyReLU(0.2),
+                  nn.Conv2d(width, 2 * width, 4, 2, 1, bias=not batch_norm), maps(2 * width), nn.LeakyReLU(0.2), nn.Flatten()]
+        size = 2 * width * h * w
+        if hidden:
+            layers += [nn.Linear(size, hidden, bias=not batch_norm), units(hidden), nn.LeakyReLU(0.2)]
+            size = hidden
+        self.features = nn.Sequential(*layers)
+        self.logit = nn.Linear(size, 1)
+        self.embed = nn.Embedding(classes, size) if classes else None
 
     def forward(self, x, label=None):
         h = self.features(x)
@@ -120,8 +124,9 @@ class Adversarial(GenerativeModel):
                 raise UsageError("--conditional needs labelled data (mnist, fashion-mnist, a folder of class folders, ...)")
             classes = num_classes
         self.classes = classes
-        self.generator = Generator(self.image_shape, self.hparams["latent_dim"], self.hparams["width"], classes)
-        setattr(self, self.judge, Discriminator(self.image_shape, self.hparams["width"], classes, self.batch_norm))
+        width, hidden = self.hparams["width"], self.hparams["hidden"]
+        self.generator = Generator(self.image_shape, self.hparams["latent_dim"], width, hidden, classes)
+        setattr(self, self.judge, Discriminator(self.image_shape, width, hidden, classes, self.batch_norm))
         if not 0 <= self.hparams["ema"] < 1:
             raise UsageError(f"--ema must be in [0, 1), got {self.hparams['ema']}")
         if self.hparams["ema"]:
@@ -177,7 +182,7 @@ class Adversarial(GenerativeModel):
 @register
 class GAN(Adversarial):
     name = "gan"
-    defaults = {"loss": "ns", "latent_dim": 100, "width": 32, "conditional": False, "ema": 0.999}
+    defaults = {"loss": "ns", "latent_dim": 100, "width": 32, "hidden": 512, "conditional": False, "ema": 0.999}
     choices = {"loss": ("ns", "minimax", "lsgan")}
     train_defaults = {"epochs": 10, "batch_size": 128, "lr": 2e-4, "lr_schedule": "constant"}
 

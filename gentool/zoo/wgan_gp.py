@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from gentool.errors import UsageError
 from gentool.noise import rand_like
 from gentool.zoo import register
 from gentool.zoo.gan import Adversarial
@@ -33,8 +34,13 @@ class WGANGP(Adversarial):
     judge = "critic"
     batch_norm = False
     betas = (0.5, 0.9)
-    defaults = {"latent_dim": 100, "width": 32, "conditional": False, "ema": 0.999, "gp": 10.0, "n_critic": 5}
+    defaults = {"latent_dim": 100, "width": 32, "hidden": 512, "conditional": False, "ema": 0.999, "gp": 10.0, "n_critic": 5}
     train_defaults = {"epochs": 10, "batch_size": 64, "lr": 1e-4, "lr_schedule": "constant"}
+
+    def __init__(self, image_shape, hparams, num_classes=None):
+        super().__init__(image_shape, hparams, num_classes)
+        if self.hparams["n_critic"] < 1 or self.hparams["gp"] < 0:
+            raise UsageError(f"--n-critic must be at least 1 and --gp at least 0, got {self.hparams['n_critic']} and {self.hparams['gp']}")
 
     def phases(self, step):
         return ["critic", "generator"] if step % self.hparams["n_critic"] == self.hparams["n_critic"] - 1 else ["critic"]
