@@ -40,7 +40,7 @@ def test_minimax_gradient_vanishes_when_the_discriminator_wins():
 @pytest.fixture(scope="module")
 def gan(tmp_path_factory):
     run = tmp_path_factory.mktemp("gan") / "run"
-    gentool("train", "gan", "--data", "mnist", "--limit", "1024", "--epochs", "1", "--batch-size", "64", "--width", "16", "--out", run)
+    gentool("train", "gan", "--data", "mnist", "--limit", "1024", "--epochs", "1", "--batch-size", "64", "--width", "16", "--hidden", "64", "--out", run)
     return run
 
 
@@ -57,7 +57,7 @@ def test_trains_logs_both_players_and_samples_torch_free(gan):
 def test_every_loss_trains_a_step():
     torch.manual_seed(0)
     for loss in ("ns", "minimax", "lsgan"):
-        model = zoo.get("gan")((1, 28, 28), {"loss": loss, "width": 8}, 10)
+        model = zoo.get("gan")((1, 28, 28), {"loss": loss, "width": 8, "hidden": 16}, 10)
         for phase in model.phases(0):
             losses = model.phase_losses(phase, model.networks(), torch.rand(4, 1, 28, 28), None, 0)
             assert torch.isfinite(losses["loss"])
@@ -74,7 +74,7 @@ def test_the_gradient_penalty_of_a_linear_critic_is_its_weight_norm_against_one(
 
 
 def test_wgan_gp_steps_the_generator_once_per_n_critic_steps():
-    model = zoo.get("wgan-gp")((1, 28, 28), {"width": 8, "n_critic": 3}, 10)
+    model = zoo.get("wgan-gp")((1, 28, 28), {"width": 8, "hidden": 16, "n_critic": 3}, 10)
     assert [model.phases(s) for s in range(4)] == [["critic"], ["critic"], ["critic", "generator"], ["critic"]]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.critic.modules())
 
@@ -82,7 +82,7 @@ def test_wgan_gp_steps_the_generator_once_per_n_critic_steps():
 @pytest.fixture(scope="module")
 def conditional(tmp_path_factory):
     run = tmp_path_factory.mktemp("cgan") / "run"
-    gentool("train", "gan", "--conditional", "--data", "mnist", "--limit", "512", "--epochs", "1", "--batch-size", "64", "--width", "8", "--out", run)
+    gentool("train", "gan", "--conditional", "--data", "mnist", "--limit", "512", "--epochs", "1", "--batch-size", "64", "--width", "8", "--hidden", "32", "--out", run)
     return run
 
 
@@ -140,7 +140,7 @@ def test_torchrun_two_processes_train_the_adversarial_weights_of_one(family, tmp
     """The BatchNorm trap (each process would normalise by its half of the batch: WorldBatchNorm
     all-reduces the statistics) and the gradient penalty (a keyed interpolation per example) under
     2 CPU processes: the weights of the single-process run."""
-    args = [family, "--data", "mnist", "--limit", "192", "--batch-size", "64", "--epochs", "1", "--width", "8", "--device", "cpu"]
+    args = [family, "--data", "mnist", "--limit", "192", "--batch-size", "64", "--epochs", "1", "--width", "8", "--hidden", "32", "--device", "cpu"]
     gentool("train", *args, "--out", tmp_path / "one")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gentool", "train"]
     proc = subprocess.run([*torchrun, *args, "--out", str(tmp_path / "two")], capture_output=True, cwd=tmp_path,
@@ -151,7 +151,7 @@ def test_torchrun_two_processes_train_the_adversarial_weights_of_one(family, tmp
 
 
 def test_the_drawing_generator_is_the_moving_average_of_the_weights():
-    model = zoo.get("gan")((1, 28, 28), {"width": 8, "ema": 0.9}, 10)
+    model = zoo.get("gan")((1, 28, 28), {"width": 8, "hidden": 16, "ema": 0.9}, 10)
     average = [p.clone() for p in model.generator_ema.parameters()]
     with torch.no_grad():
         for p in model.generator.parameters():
@@ -160,5 +160,5 @@ def test_the_drawing_generator_is_the_moving_average_of_the_weights():
     for before, now, live in zip(average, model.generator_ema.parameters(), model.generator.parameters()):
         assert torch.allclose(now, 0.9 * before + 0.1 * live)
     assert model.graphs()["generator"].module.generator is model.generator_ema
-    last = zoo.get("gan")((1, 28, 28), {"width": 8, "ema": 0.0}, 10)
+    last = zoo.get("gan")((1, 28, 28), {"width": 8, "hidden": 16, "ema": 0.0}, 10)
     assert last.graphs()["generator"].module.generator is last.generator and not hasattr(last, "generator_ema")
