@@ -92,15 +92,31 @@ def _read_any_size(artifact, path: str):
     return x
 
 
-def _write(image_batch, out: str | None, nrow: int | None = None) -> None:
-    """One image as it is, several as a grid (`nrow` per row, at most as many as there are)."""
+def provenance(art) -> dict[str, str]:
+    """What made an image, for its PNG tEXt chunks: `Software`, and `gentool`, a JSON object with the
+    version, the verb, its arguments (all but where the output goes and the device) and the origin of
+    the artifact's graphs (a hash of the weights, epoch and step): enough to draw it again."""
+    from typer._click.globals import get_current_context  # Typer 0.26+ bundles click, with no public accessor
+
+    from gentool import __version__
+
+    ctx = get_current_context()
+    arguments = {k: v.value if isinstance(v, Enum) else v for k, v in ctx.params.items()
+                 if v is not None and k not in ("out", "device", "nrow")}
+    made = {"version": __version__, "verb": ctx.info_name, **arguments, "origin": art.meta.get("origin")}
+    return {"Software": f"gentool {__version__}", "gentool": json.dumps(made, default=str)}
+
+
+def _write(art, image_batch, out: str | None, nrow: int | None = None) -> None:
+    """One image as it is, several as a grid (`nrow` per row, at most as many as there are), with
+    its provenance."""
     from gentool import images
 
     if nrow is not None:
         _positive("--nrow", nrow)
     many = len(image_batch) > 1
     image = images.make_grid(image_batch, nrow=min(nrow, len(image_batch)) if nrow else None) if many else image_batch[0]
-    images.write_image(image, out)
+    images.write_image(image, out, provenance(art))
 
 
 # Bounds on what one command draws, so that a typo costs what was meant (a 10^9-image grid would not)
@@ -332,7 +348,7 @@ def sample(
     """Draw new images from the model (a grid PNG)."""
     _positive("-n", n, MAX_IMAGES)
     art, run = _open(artifact, device, "sample")
-    _write(run(art, n, seed, _labels(art, label, n), truncation=truncation), out, nrow)
+    _write(art, run(art, n, seed, _labels(art, label, n), truncation=truncation), out, nrow)
 
 
 @app.command()
@@ -344,7 +360,7 @@ def reconstruct(
 ) -> None:
     """Encode and decode images; several inputs give a grid in input order."""
     art, run = _open(artifact, device, "reconstruct")
-    _write(run(art, _read(art, inputs)), out)
+    _write(art, run(art, _read(art, inputs)), out)
 
 
 class CodeFormat(str, Enum):
@@ -382,7 +398,7 @@ def decode(
     from gentool.runtime import codes
 
     art, run = _open(artifact, device, "decode")
-    _write(run(art, codes.read(codes_in)), out, nrow)
+    _write(art, run(art, codes.read(codes_in)), out, nrow)
 
 
 def _int_pair(option: str, text: str) -> tuple[int, int]:
@@ -417,7 +433,7 @@ def interpolate(
         if not ends or len(ends) != 2:
             raise UsageError("interpolate needs two images A B (or --seeds A,B)")
         start, end = latent.code_of(verbs.find(art, "encode")(art, _read(art, ends)))
-    _write(run(art, start, end, steps, slerp, _labels(art, label, steps)), out, nrow=steps)
+    _write(art, run(art, start, end, steps, slerp, _labels(art, label, steps)), out, nrow=steps)
 
 
 def _seed_list(option: str, text: str) -> list[int]:
@@ -472,7 +488,7 @@ def arithmetic(
     count = len(terms[0]) + len(terms[1]) + 1
     if label is None and "label" in art.input_names(latent.z_role(art)):
         raise UsageError("this model is conditional: give the --label its terms are drawn as")
-    _write(run(art, *terms, _labels(art, label, count)), out, nrow=count)
+    _write(art, run(art, *terms, _labels(art, label, count)), out, nrow=count)
 
 
 @app.command()
@@ -489,7 +505,7 @@ def manifold(
     _positive("--size", size, MAX_SIDE, least=2)
     art, run = _open(artifact, device, "manifold")
     pair = latent.most_active_dims(art) if dims is None else _int_pair("--dims", dims)
-    _write(run(art, size, pair), out, nrow=size)
+    _write(art, run(art, size, pair), out, nrow=size)
     if dims is None:
         _err(f"manifold: dims {pair[0]},{pair[1]}")
 
@@ -525,7 +541,7 @@ def denoise(
     from gentool.runtime import image_to_image
 
     art, run = _open(model or str(image_to_image.bundled_denoiser()), device, "denoise")
-    _write(run(art, _read_any_size(art, image))[None], out)
+    _write(art, run(art, _read_any_size(art, image))[None], out)
 
 
 @app.command()
@@ -543,7 +559,7 @@ def upscale(
     if factor is not None and factor < 2:
         raise UsageError(f"--factor must be at least 2, got {factor}")
     art, run = _open(model or str(image_to_image.bundled_upscaler(factor or 2)), device, "upscale")
-    _write(run(art, _read_any_size(art, image), factor)[None], out)
+    _write(art, run(art, _read_any_size(art, image), factor)[None], out)
 
 
 def _terminated(signum, frame):

@@ -107,8 +107,9 @@ def _pixels(image: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a (C, H, W) image, float in [0, 1] or uint8.
+def encode_png(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """PNG bytes of a (C, H, W) image, float in [0, 1] or uint8, with a tEXt chunk per `text` item
+    (keyword: value, both Latin-1).
 
     Written with zlib rather than PIL: importing PIL's image plugins costs more than the rest of a
     `gentool sample` cold start's own work.
@@ -122,28 +123,33 @@ def encode_png(image: np.ndarray) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines, 6)) + chunk(b"IEND", b"")
+    notes = b"".join(chunk(b"tEXt", f"{k}\0{v}".encode("latin-1", "replace")) for k, v in (text or {}).items())
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + notes + chunk(b"IDAT", zlib.compress(scanlines, 6))
+            + chunk(b"IEND", b""))
 
 
-def _encode_jpeg(image: np.ndarray) -> bytes:
+def _encode_jpeg(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """JPEG bytes, with `text`'s `gentool` value as its comment."""
     from PIL import Image
 
     pixels = _pixels(image)
     buffer = io.BytesIO()
-    Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0).copy()).save(buffer, "JPEG", quality=95)
+    Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0).copy()).save(
+        buffer, "JPEG", quality=95, comment=(text or {}).get("gentool", "").encode("latin-1", "replace"))
     return buffer.getvalue()
 
 
-def write_image(image: np.ndarray, dest: str | None) -> None:
+def write_image(image: np.ndarray, dest: str | None, text: dict[str, str] | None = None) -> None:
     """Write a (C, H, W) image to `dest` (.png, .jpg, .jpeg; PNG to a device or FIFO without a
-    suffix), or as PNG to stdout for None, '-' or /dev/stdout."""
+    suffix), or as PNG to stdout for None, '-' or /dev/stdout; a PNG carries
+    `text` as tEXt chunks, a JPEG as its comment."""
     if dest is None or dest in files.STDOUT_PATHS:
-        files.write_stdout(encode_png(image))
+        files.write_stdout(encode_png(image, text))
         return
     suffix = Path(dest).suffix.lower()
     if suffix not in FORMATS and not (files.is_special(Path(dest)) and not suffix):
         raise UsageError(f"unsupported output format '{suffix or dest}' (use .png or .jpg)")
-    files.atomic_write(dest, _encode_jpeg(image) if FORMATS.get(suffix) == "JPEG" else encode_png(image))
+    files.atomic_write(dest, _encode_jpeg(image, text) if FORMATS.get(suffix) == "JPEG" else encode_png(image, text))
 
 
 def make_grid(

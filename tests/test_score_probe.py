@@ -138,6 +138,9 @@ def test_score_output_and_seeds(runs, digits):
     assert gentool("score", runs["vae"], *digits, torch_free=True).stdout == proc.stdout
     assert gentool("score", runs["vae"], *digits, "--seed", "1", torch_free=True).stdout != proc.stdout
     assert gentool("score", runs["vae"], *digits, "--samples", "3", torch_free=True).stdout != proc.stdout
+    alone = gentool("score", runs["vae"], digits[1], torch_free=True).stdout.decode()
+    reversed_pair = gentool("score", runs["vae"], digits[1], digits[0], torch_free=True).stdout.decode().splitlines()
+    assert alone.split()[1] == lines[1].split()[1] == reversed_pair[0].split()[1]  # the image's own score
     ae = json.loads(gentool("score", runs["ae"], digits[0], "--json", torch_free=True).stdout)
     assert ae["kind"] == "reconstruction_mse" and 0 < ae["score"] < 1 and ae["input"] == str(digits[0])
 

@@ -180,13 +180,25 @@ def manifold(graphs: Graphs, size: int, dims: tuple[int, int]) -> np.ndarray:
     return decode(graphs, z)
 
 
+def image_normals(seed: int, images: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normals of `shape` for each image, drawn from (seed, a hash of the image's values):
+    an image's draws do not depend on the other images of the batch or on their order."""
+    import hashlib
+
+    def key(image) -> int:
+        return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=8).digest(), "little")
+
+    return np.stack([np.random.default_rng([seed % 2**64, key(image)]).standard_normal(shape) for image in images])
+
+
 def score(graphs: Graphs, images: np.ndarray, seed: int | None, samples: int = 1) -> tuple[np.ndarray, str]:
-    """One anomaly score per image (higher: more anomalous) and its kind.
+    """One anomaly score per image (higher: more anomalous) and its kind; it depends on the image,
+    the graphs and the seed only.
 
     - `neg_elbo_nats`, for a VAE with a Bernoulli decoder: the Bernoulli NLL of the image under the
       decoder's output (probabilities clipped to [1e-7, 1 - 1e-7]), averaged over `samples` posterior
-      draws z = mean + exp(logvar / 2) * eps (eps seeded, drawn for the whole batch in input order),
-      plus the closed-form KL(q(z|x) || N(0, I));
+      draws z = mean + exp(logvar / 2) * eps (eps from `image_normals`), plus the closed-form
+      KL(q(z|x) || N(0, I));
     - `reconstruction_mse` otherwise: the per-image mean squared error between the image and the
       decoded code (or posterior mean).
     """
@@ -195,10 +207,7 @@ def score(graphs: Graphs, images: np.ndarray, seed: int | None, samples: int = 1
     if "logvar" not in encoded or graphs.meta.get("likelihood") != "bernoulli":
         return metrics.mse(x, decode(graphs, code_of(encoded))), "reconstruction_mse"
     mean, logvar = encoded["mean"].astype(np.float64), encoded["logvar"].astype(np.float64)
-    rng = np.random.default_rng(seed)
-    nll = sum(
-        metrics.bce_nats(decode(graphs, mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)), x)
-        for _ in range(samples)
-    ) / samples
+    eps = image_normals(seed or 0, x, (samples, mean.shape[1]))
+    nll = sum(metrics.bce_nats(decode(graphs, mean + np.exp(0.5 * logvar) * eps[:, k]), x) for k in range(samples)) / samples
     kl = -0.5 * (1 + logvar - mean**2 - np.exp(logvar)).sum(1)
     return nll + kl, "neg_elbo_nats"
