@@ -23,7 +23,7 @@ app = typer.Typer(
     help="Train, evaluate, export and run autoencoders and generative models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 _state = {"debug": False}
 
@@ -40,8 +40,19 @@ OutOpt = Annotated[Optional[str], typer.Option("-o", "--out", help="Output file;
 ArtifactArg = Annotated[str, typer.Argument(help="A run directory, an export directory, an .onnx file, or a model name (its newest run).")]
 
 
+def _show_version(asked: bool) -> None:
+    if asked:
+        from gentool import __version__
+
+        print(f"gentool {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False) -> None:
+def _options(
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
     _state["debug"] = debug
 
 
@@ -54,6 +65,13 @@ def _needs_torch(verb: str) -> None:
 
 def _err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _stdout_console():
+    """A Rich console on stdout; off a terminal its tables take the width they need (no wrapping)."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 1000)
 
 
 def _out(text: str) -> None:
@@ -149,8 +167,9 @@ def train(
     classes: Annotated[Optional[str], typer.Option(help="Train on these classes only (names or indices, e.g. 3 or 3,5); the others are anomalies for `evaluate --anomaly`.")] = None,
     show_help: Annotated[bool, typer.Option("--help", "-h", help="Show this message (with MODEL: and the model's own options) and exit.")] = False,
 ) -> None:
-    """Train a model; evaluates each epoch and exports ONNX at the end. Model options follow, e.g. --beta 4
-    (`gentool train MODEL --help` lists them)."""
+    """Train a model: evaluates each epoch and exports ONNX at the end.
+
+    Model options follow, e.g. --beta 4 (`gentool train MODEL --help` lists them)."""
     if show_help:
         text = ctx.get_help()  # Typer's Rich help prints itself and returns ''
         if text:
@@ -185,17 +204,68 @@ def train(
 
 
 @app.command()
-def models() -> None:
-    """List the model families and their options."""
-    _needs_torch("models")
+def models(
+    name: Annotated[Optional[str], typer.Argument(help="One family only.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout: each family's summary, options (type, default, choices) and training defaults.")] = False,
+) -> None:
+    """List the model families, their options (with choices and defaults) and training defaults."""
     from gentool import zoo
 
-    _out("\n\n".join(zoo.describe(name) for name in sorted(zoo.families())))
+    names = [name] if name else list(zoo.catalog())
+    text = [zoo.describe(n) for n in names]  # an unknown name is a usage error here
+    _out(json.dumps({n: zoo.catalog()[n] for n in names}, indent=1) if as_json else "\n\n".join(text))
+
+
+@app.command("runs")
+def list_runs(
+    model: Annotated[Optional[str], typer.Argument(help="Runs of this model family only.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout, one run each.")] = False,
+) -> None:
+    """List the runs under runs/, newest first: model, data, epochs, last test loss, graphs.
+
+    A bare model name given to another verb means the first of them."""
+    from gentool import runs
+
+    found = runs.listing(model)
+    if as_json:
+        _out("\n".join(json.dumps(row) for row in found))
+        return
+    if not found:
+        _err(f"no runs{' of ' + model if model else ''} in {runs.ROOT}/ (`gentool train MODEL --data D` makes one)")
+        return
+    from rich.table import Table
+
+    table = Table("run", "model", "data", "epochs", "test loss", "fid_1k", "graphs", "modified")
+    for row in found:
+        table.add_row(row["run"], row["model"], str(row["data"]), f"{row['epoch']}/{row['epochs']}",
+                      *(f"{row[k]:.4g}" if row[k] is not None else "" for k in ("test_loss", "fid_1k")),
+                      ", ".join(row["graphs"]) or "none", row["modified"])
+    _stdout_console().print(table)
+
+
+@app.command()
+def env(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
+    """Report versions, onnxruntime's providers, whether CUDA really works, and where data and caches are."""
+    from gentool.environment import report
+
+    found = report()
+    if as_json:
+        _out(json.dumps(found, indent=1))
+        return
+    lines = []
+    for key, value in found.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines += [f"  {k:<18} {'missing (downloaded on first use)' if v is None else ', '.join(v) if isinstance(v, list) else v}"
+                      for k, v in value.items()]
+        else:
+            lines.append(f"{key:<20} {'not installed' if value is None else value}")
+    _out("\n".join(lines))
 
 
 @app.command()
 def evaluate(
-    run: Annotated[str, typer.Argument(help="A run directory or a .safetensors checkpoint; with --samples (or for an export) any generator artifact.")],
+    run: Annotated[str, typer.Argument(help="A run directory, a .safetensors checkpoint or a model name (its newest run); with --samples (or for an export) any generator artifact.")],
     data: Annotated[Optional[str], typer.Option(help="Evaluate on other data (default: the run's).")] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples K for iw_nll_nats (default 100; 0 skips it).")] = None,
@@ -209,8 +279,15 @@ def evaluate(
     device: DeviceOpt = Device.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Metrics of a trained model on a data split, or (--samples, an export, a GAN) the quality of its samples."""
+    """Metrics of a trained model on a data split, or (--samples, an export, a GAN) the quality of its samples.
+
+    The table goes to stdout (`--json`: one object); what it is computing, to stderr."""
     path = Path(run)
+    if not path.exists() and "/" not in run:
+        from gentool import runs
+
+        path = runs.newest(run, "model.safetensors", "a checkpoint")
+        run = str(path)
     if samples is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _only_generates(run):
         if iw_samples is not None or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
             raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --noise-level, --anomaly, --probe, --limit and --split")
@@ -225,7 +302,7 @@ def evaluate(
         _positive("--limit", limit)
     if noise_level is not None and not 0 <= noise_level <= 1:
         raise UsageError(f"--noise-level must be in [0, 1], got {noise_level}")
-    result = run_evaluation(Path(run), data, split, device.value, limit, seed, anomaly, probe,
+    result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe,
                             iw_samples=iw_samples, noise_level=noise_level)
     _report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
 
@@ -251,19 +328,18 @@ def _sample_quality(run: str, data: str | None, samples: int | None, features: s
 
 
 def _report(result: dict, heading: str, as_json: bool, in_heading: tuple[str, ...] = ()) -> None:
-    """A result as one JSON object on stdout with --json, else as a table on stderr under `heading`
-    (without the keys `in_heading` already shows)."""
+    """A result on stdout: one JSON object with --json, else a table under `heading` (without the
+    keys `in_heading` already shows)."""
     if as_json:
         _out(json.dumps(result))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("metric", "value")
     for key, value in result.items():
         if key not in in_heading:
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console = Console(stderr=True)
+    console = _stdout_console()
     console.print(heading, soft_wrap=True)
     console.print(table)
 
@@ -278,8 +354,10 @@ def fid(
     device: DeviceOpt = Device.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Sample-quality figures of SAMPLES against REFERENCE: fid, kid, precision, recall, density,
-    coverage and the classifier score, on a gentool feature network (not Inception)."""
+    """Sample-quality figures of SAMPLES against REFERENCE (fid, kid, precision, recall, ...).
+
+    fid, kid, precision, recall, density, coverage and the classifier score, on a gentool feature
+    network (not Inception)."""
     import numpy as np
 
     from gentool import data
@@ -300,14 +378,12 @@ def fid(
 @app.command()
 def export(
     run: Annotated[str, typer.Argument(help="A run directory, a checkpoint, or a model name (its newest run).")],
-    onnx: Annotated[bool, typer.Option("--onnx", help="Export ONNX graphs (the one format).")] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="ONNX graphs: the one format, written with or without this flag.")] = False,
     out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Output directory (default: the run directory).")] = None,
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default: the tested one).")] = None,
 ) -> None:
-    """(Re-)export a trained model's graphs, one .onnx per role, with a parity check."""
+    """(Re-)export a trained model's graphs, one .onnx per role, with a parity check (--onnx is optional)."""
     _needs_torch("export")
-    if not onnx:
-        raise UsageError("choose an export format: --onnx")
     from gentool import checkpoint, runs
     from gentool.export import OPSET, export as run_export
 
@@ -470,8 +546,10 @@ def arithmetic(
     out: OutOpt = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
-    """Latent vector arithmetic (Radford et al. 2016): a strip of each term's mean code decoded, plus
-    terms then minus terms, and last their sum (plus - minus)."""
+    """Latent vector arithmetic: decoded mean codes of the terms, then of their sum.
+
+    Radford et al. 2016: a strip of each term's mean code decoded, plus terms then minus terms, and
+    last their sum (plus - minus)."""
     from gentool.runtime import latent
 
     art, run = _open(artifact, device, "arithmetic")
@@ -536,8 +614,10 @@ def denoise(
     model: Annotated[Optional[str], typer.Option(help="A dae artifact: run or export directory, .onnx, or model name (default: the bundled denoiser).")] = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
-    """Remove noise from an image of any size; a grayscale model (like the bundled one) denoises each
-    channel of a colour image as a grayscale image."""
+    """Remove noise from an image of any size.
+
+    A grayscale model (like the bundled one) denoises each channel of a colour image as a grayscale
+    image."""
     from gentool.runtime import image_to_image
 
     art, run = _open(model or str(image_to_image.bundled_denoiser()), device, "denoise")
@@ -552,8 +632,10 @@ def upscale(
     model: Annotated[Optional[str], typer.Option(help="An sr artifact: run or export directory, .onnx, or model name (default: the bundled upscaler).")] = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
-    """Enlarge an image of any size with a super-resolution model; a grayscale model (like the bundled
-    one) upscales each channel of a colour image as a grayscale image."""
+    """Enlarge an image of any size with a super-resolution model.
+
+    A grayscale model (like the bundled one) upscales each channel of a colour image as a grayscale
+    image."""
     from gentool.runtime import image_to_image
 
     if factor is not None and factor < 2:
@@ -589,7 +671,8 @@ def main() -> None:
         if _state["debug"]:
             raise
         if usage:
-            _err(f"gentool: error: {e.format_message()}")
+            if e.format_message():  # bare `gentool` prints its help and has nothing to add
+                _err(f"gentool: error: {e.format_message()}")
             code = 2
         else:
             _err(f"gentool: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")

@@ -1,7 +1,7 @@
 """Datasets loaded into memory as uint8 arrays (N, C, H, W), with int64 labels when there are any.
 
 Sources for `load(spec)`:
-- `mnist`, `fashion-mnist`: the four standard IDX files in `data_dir()/<name>/`, gzipped or not.
+- `mnist`, `fashion-mnist`: the four standard IDX files in `dataset_dir(name)`, gzipped or not.
   Missing files are downloaded from the dataset's usual mirrors (`MIRRORS`), checked against the
   official MD5 and SHA-256 (`CHECKSUMS`), and written atomically.
 - a folder of PNG/JPEG images: flat (unlabeled), or one sub-folder per class (labels index the
@@ -116,6 +116,26 @@ def data_dir() -> Path:
     return Path(cache) / "gentool" / "data"
 
 
+# Where a checkout's datasets may lie beside it when GENTOOL_DATA_DIR is not set (as ultralytics
+# looks for `datasets/` beside its repository): `data/` in the working directory, `../shared/data`.
+LOCAL_DATA_DIRS = (Path("data"), Path("..") / "shared" / "data")
+
+
+def has_all_files(folder: Path) -> bool:
+    return all(_find_idx(folder, stem) for pair in IDX_FILES.values() for stem in pair)
+
+
+def dataset_dir(name: str) -> Path:
+    """The folder of a named dataset: `data_dir()/<name>` when $GENTOOL_DATA_DIR is set; otherwise
+    the first of the cache, ./data and ../shared/data that holds its four files, else the cache
+    (where they are downloaded to)."""
+    if not os.environ.get("GENTOOL_DATA_DIR"):
+        found = next((root / name for root in (data_dir(), *LOCAL_DATA_DIRS) if has_all_files(root / name)), None)
+        if found is not None:
+            return found
+    return data_dir() / name
+
+
 def load(spec: str, split: str = "train", limit: int | None = None) -> Dataset:
     """Load a named dataset or a path (see the module docstring); `limit` keeps the first N."""
     if split not in (*SPLITS, ALL):
@@ -219,7 +239,7 @@ def _join(spec: str, split: str) -> Dataset:
 
 
 def _load_named(name: str, split: str) -> Dataset:
-    folder = data_dir() / name
+    folder = dataset_dir(name)
     _download_missing(name, folder)
     return _both(lambda s: _read_named(folder, name, s), split)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gentool import checkpoint
+from gentool import checkpoint, progress
 from gentool.devices import torch_device
 from gentool.errors import UsageError
 from gentool.train import batches_of
@@ -44,7 +44,8 @@ def split_metrics(model, meta: dict, dataset, settings: dict, seed: int) -> dict
     sums, counts, vectors = {}, {}, {}
     labels = None if dataset.labels is None else torch.from_numpy(dataset.labels).to(device)
     images = torch.from_numpy(dataset.images).to(device)
-    for i, x in enumerate(batches_of(images, BATCH, meta["train"].get("binarize", False))):
+    batches = batches_of(images, BATCH, meta["train"].get("binarize", False))
+    for i, x in enumerate(progress.track(batches, f"{model.name} metrics", -(-len(images) // BATCH))):
         offset = i * BATCH
         y = None if labels is None else labels[offset : offset + len(x)]
         for key, values in model.metrics(x, y, {**settings, "offset": offset}).items():
@@ -61,19 +62,21 @@ def split_metrics(model, meta: dict, dataset, settings: dict, seed: int) -> dict
 
 def evaluate(path: Path, data: str | None = None, split: str = "test", device: str = "auto", limit: int | None = None,
              seed: int = 0, anomaly: bool = False, probe: int | None = None, **options) -> dict:
-    """`model`, `data`, `split`, `n` and the metrics; `anomaly`/`probe` add the one-class and
-    probe figures (computed first: their usage errors come before the long part). `options` are
-    the families' evaluation options (iw_samples, noise_level)."""
+    """`model`, `data`, `split`, `n` and the metrics, or with `anomaly` / `probe` the one-class or
+    probe figures alone. `options` are the families' evaluation options (iw_samples, noise_level)."""
     model, meta, dataset = checkpoint.load_with_split(path, data, split, limit, torch_device(device))
     settings = settings_for(model, options)
-    extra = {}
+    found = {"model": meta["model"], "data": data or meta["data"], "split": split, "n": len(dataset)}
     if anomaly:
         from gentool.anomaly import evaluate_anomaly
 
-        extra.update(evaluate_anomaly(model, meta, dataset, seed))
+        with progress.stage(f"anomaly scores of {len(dataset)} images"):
+            found.update(evaluate_anomaly(model, meta, dataset, seed))
     if probe is not None:
         from gentool.probe import evaluate_probe
 
-        extra.update(evaluate_probe(model, meta, dataset, probe, data, seed))
-    result = {"model": meta["model"], "data": data or meta["data"], "split": split, "n": len(dataset)}
-    return {**result, **split_metrics(model, meta, dataset, settings, seed), **extra}
+        with progress.stage("linear probe and k-means, on codes and on pixels"):
+            found.update(evaluate_probe(model, meta, dataset, probe, data, seed))
+    if anomaly or probe is not None:
+        return found
+    return {**found, **split_metrics(model, meta, dataset, settings, seed)}

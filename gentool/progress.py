@@ -1,44 +1,89 @@
-"""What a person sees and does while a training runs: progress on stderr, and Ctrl-C or SIGTERM."""
+"""What a person sees and does while gentool works: progress on stderr, and Ctrl-C or SIGTERM. Torch-free."""
 
 from __future__ import annotations
 
 import contextlib
 import signal
 import sys
+import time
 
 
 class Reporter:
-    """A Rich progress bar on a terminal, plain lines otherwise (both on stderr)."""
+    """A training's progress on stderr: on a terminal a Rich bar per epoch (steps, elapsed, time left,
+    images per second, the losses); otherwise a plain line every HEARTBEAT seconds. Epoch summaries
+    and other lines print above the bar."""
 
-    def __init__(self, total_steps: int, enabled: bool = True):
+    HEARTBEAT = 60.0
+
+    def __init__(self, steps: int, batch_size: int, examples: int, enabled: bool = True):
+        self.steps, self.batch_size, self.examples, self.enabled = steps, batch_size, examples, enabled
         self.progress = None
-        self.enabled = enabled
         if enabled and sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[status]}"), console=Console(stderr=True), transient=False,
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[status]}"),
+                console=Console(stderr=True), transient=False,
             )
-            self.task = self.progress.add_task("training", total=total_steps, status="")
+            self.task = self.progress.add_task("training", total=steps, rate="", status="")
             self.progress.start()
 
-    def step(self, description: str, status: str) -> None:
+    def start_epoch(self, description: str, step: int) -> None:
+        """A new epoch (or the rest of one, from `step`)."""
+        self.description, self.first, self.step_at = description, step, step
+        self.started = self.last_line = time.perf_counter()
         if self.progress:
-            self.progress.update(self.task, advance=1, description=description, status=status)
+            self.progress.reset(self.task, total=self.steps, completed=step, description=description)
 
-    def epoch(self, line: str) -> None:
+    def step(self, status: str) -> None:
+        self.step_at += 1
+        now = time.perf_counter()
+        seen = min(self.step_at * self.batch_size, self.examples) - self.first * self.batch_size
+        rate = f"{seen / max(now - self.started, 1e-9):,.0f} img/s"
+        if self.progress:
+            self.progress.update(self.task, advance=1, rate=rate, status=status)
+        elif self.enabled and now - self.last_line >= self.HEARTBEAT:
+            self.last_line = now
+            print(f"{self.description}  step {self.step_at}/{self.steps}  {now - self.started:.0f}s  {rate}  {status}",
+                  file=sys.stderr, flush=True)
+
+    def line(self, text: str) -> None:
         if not self.enabled:
             return
         if self.progress:
-            self.progress.console.print(line)
+            self.progress.console.print(text, soft_wrap=True)
         else:
-            print(line, file=sys.stderr, flush=True)
+            print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.progress:
             self.progress.stop()
+
+
+def track(iterable, description: str, total: int | None = None):
+    """`iterable`, with a transient Rich bar (count, elapsed time) on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return iterable
+    from rich.console import Console
+    from rich.progress import track as rich_track
+
+    return rich_track(iterable, description=description, total=total, console=Console(stderr=True), transient=True)
+
+
+@contextlib.contextmanager
+def stage(description: str):
+    """A transient spinner with the elapsed time on stderr while a step runs, when it is a terminal."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn(description), TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+        bar.add_task(description, total=None)
+        yield
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

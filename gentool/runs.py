@@ -1,8 +1,13 @@
-"""Where runs live (`runs/<model>-<data>`) and how a bare model name finds its newest run. Torch-free."""
+"""Where runs live (`runs/<model>-<data>`), what they hold (`gentool runs`), and how a bare model name
+finds its newest run. Torch-free: a checkpoint's metadata is read from its safetensors JSON header."""
 
 from __future__ import annotations
 
+import json
 import os
+import struct
+import sys
+import time
 from pathlib import Path
 
 from gentool.errors import UsageError
@@ -66,8 +71,52 @@ def release_if_unused(path: Path) -> None:
 
 
 def newest(name: str, holding: str, what: str) -> Path:
-    """The most recently modified run of model `name` that holds a file matching `holding`."""
+    """The most recently modified run of model `name` that holds a file matching `holding`; which
+    one it took is said on stderr, so that a quick smoke run is never used unnoticed."""
     candidates = [p for p in ROOT.glob(f"{name}-*") if p.is_dir() and any(p.glob(holding))]
     if "/" in name or not candidates:
         raise UsageError(f"'{name}' is not a file or directory, and no run of a model '{name}' with {what} is in {ROOT}/")
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    found = max(candidates, key=lambda p: p.stat().st_mtime)
+    others = f", the newest of {len(candidates)} (`gentool runs {name}` lists them)" if len(candidates) > 1 else ""
+    print(f"note: '{name}' is {found}{others}", file=sys.stderr, flush=True)
+    return found
+
+
+def checkpoint_meta(file: Path) -> dict | None:
+    """The gentool metadata of a safetensors checkpoint, from its JSON header; None if it has none."""
+    try:
+        with open(file, "rb") as f:
+            size = struct.unpack("<Q", f.read(8))[0]
+            if size > 2**26:
+                return None
+            header = json.loads(f.read(size))
+        return json.loads(header["__metadata__"]["gentool"])
+    except (OSError, struct.error, ValueError, KeyError, TypeError):
+        return None
+
+
+def _last_metrics(run: Path) -> dict:
+    try:
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        return json.loads(lines[-1]) if lines else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def listing(model: str | None = None) -> list[dict]:
+    """Every run under ROOT (of `model` only, if given), newest first: its directory, model, data,
+    epochs done and asked for, the last epoch's test loss and quick FID, its graphs and when it last changed."""
+    rows = []
+    for run in ROOT.glob("*") if ROOT.is_dir() else []:
+        meta = checkpoint_meta(run / "model.safetensors") if run.is_dir() else None
+        if meta is None or (model and meta.get("model") != model):
+            continue
+        last = _last_metrics(run)
+        rows.append({
+            "run": str(run), "model": meta.get("model"), "data": meta.get("data"),
+            "epoch": meta.get("epoch"), "epochs": meta.get("train", {}).get("epochs"),
+            "test_loss": last.get("test_loss"), "fid_1k": last.get("fid_1k"),
+            "graphs": sorted(p.stem for p in run.glob("*.onnx")),
+            "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.stat().st_mtime)), "mtime": run.stat().st_mtime,
+        })
+    return [{k: v for k, v in row.items() if k != "mtime"} for row in sorted(rows, key=lambda r: -r["mtime"])]

@@ -309,7 +309,10 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     steps = math.ceil(n / bs)
     if sums and not any(k.startswith(SEEN) for k in sums):  # saved before the counts were kept: every loss at every step
         sums.update({SEEN + k: float(min(start_step * bs, n)) for k in list(sums)})
-    reporter = Reporter(total_steps=(epochs - start_epoch) * steps - start_step, enabled=world.writer)
+    reporter = Reporter(steps, bs, n, enabled=world.writer)
+    reporter.line(banner(model, meta, run_dir, len(train_u8), len(test_u8), epochs, steps, device, world.size))
+    if state:
+        reporter.line(f"resuming {run_dir} at epoch {start_epoch + 1}/{epochs}, step {start_step}/{steps}")
     epoch, step = start_epoch, start_step
 
     def save(epoch_done: int, step_done: int, running: dict) -> None:
@@ -327,6 +330,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     with deferred_interrupt() as interrupted:
         for epoch in range(start_epoch, epochs):
             started = time.perf_counter()
+            reporter.start_epoch(f"epoch {epoch + 1}/{epochs}", step)
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch))).to(device)
             if step == 0:
                 torch.manual_seed(epoch_seed(seed, epoch))
@@ -356,7 +360,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
                 stop, diverged = world.any(signum, not all(math.isfinite(v) for v in losses.values()))
                 if diverged:
                     raise UsageError(f"training diverged at epoch {epoch + 1}, step {step}; try a lower --lr")
-                reporter.step(f"epoch {epoch + 1}/{epochs}", _loss_status(losses))
+                reporter.step(_loss_status(losses))
                 if stop:
                     reporter.close()
                     sums = world.total(sums)
@@ -381,7 +385,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
             train_status = _loss_status({k[6:]: v for k, v in row.items() if k.startswith("train_")})
             test_status = _loss_status({k[5:]: v for k, v in row.items() if k.startswith("test_")})
             quick = f"  fid_1k {row['fid_1k']:.2f}" if "fid_1k" in row else ""
-            reporter.epoch(f"epoch {epoch + 1}/{epochs}  train {train_status}  test {test_status}{quick}  {seconds:.1f}s")
+            reporter.line(f"epoch {epoch + 1}/{epochs}  train {train_status}  test {test_status}{quick}  {seconds:.1f}s")
     reporter.close()
     if not world.writer:
         return None
@@ -396,6 +400,23 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     model.eval()
     write_grids(model, Artifact(str(run_dir), "cpu"), run_dir, epochs, preview_images, seed)
     return run_dir
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+
+
+def banner(model, meta: dict, run_dir: Path, n_train: int, n_test: int, epochs: int, steps: int, device, processes: int) -> str:
+    """The line a training starts with: what trains on what, how long, where, and into which directory."""
+    cfg = meta["train"]
+    where = f"{device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)")
+    if processes > 1:
+        where += f", {processes} processes"
+    shape = "x".join(map(str, meta["image_shape"]))
+    return (f"gentool train {meta['model']}: {_count(sum(p.numel() for p in model.parameters()))} parameters; "
+            f"{meta['data']}: {n_train:,} training and {n_test:,} test images of {shape}; "
+            f"{epochs} epochs of {steps} steps (batch {cfg['batch_size']}, lr {cfg['lr']:g} {cfg['lr_schedule']}); "
+            f"device {where}; run directory {run_dir}")
 
 
 def _loss_status(losses: dict[str, float]) -> str:

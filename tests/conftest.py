@@ -52,12 +52,14 @@ def png(data_bytes: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data_bytes)), np.float64) / 255
 
 
-def gentool(*args, torch_free=False, stdin=None, cwd=None, check=True):
-    """Run `gentool ARGS`; returns the CompletedProcess (stdout as bytes, stderr as text)."""
+def gentool(*args, torch_free=False, stdin=None, cwd=None, check=True, env=None):
+    """Run `gentool ARGS`; returns the CompletedProcess (stdout as bytes, stderr as text). `env`
+    changes the environment (a None value removes the variable)."""
     flag = "--torch-free" if torch_free else "--with-torch"
+    environment = {**os.environ, "NO_COLOR": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-c", _LAUNCH, flag, *map(str, args)],
-        input=stdin, capture_output=True, cwd=cwd or ROOT, env={**os.environ, "NO_COLOR": "1"},
+        input=stdin, capture_output=True, cwd=cwd or ROOT, env={k: v for k, v in environment.items() if v is not None},
     )
     proc.stderr = proc.stderr.decode()
     if check and proc.returncode != 0:

@@ -12,6 +12,7 @@ from gentool.errors import UsageError
 from gentool.files import STDOUT_PATHS, atomic_write, read_input, write_stdout
 
 NPY_MAGIC = b"\x93NUMPY"
+IMAGE_MAGICS = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM")  # PNG, JPEG, GIF, BMP
 
 
 def _format_for(out: str | None, fmt: str) -> str:
@@ -48,6 +49,9 @@ def write(outputs: dict[str, np.ndarray], names: list[str], out: str | None, fmt
 def read(src: str) -> np.ndarray:
     """Codes from a path or '-': .npy bytes, JSON lines (objects with "code", or bare lists), or CSV."""
     raw = read_input(src)
+    if raw.startswith(IMAGE_MAGICS):
+        raise UsageError(f"'{src}' is an image, not codes: decode reads what `gentool encode` writes "
+                         "(.npy, CSV or JSON lines); `gentool reconstruct` takes images")
     try:
         if raw.startswith(NPY_MAGIC):
             codes = np.load(io.BytesIO(raw), allow_pickle=False)
@@ -58,7 +62,9 @@ def read(src: str) -> np.ndarray:
                 codes = np.array([r["code"] if isinstance(r, dict) else r for r in rows], dtype=np.float64)
             else:
                 codes = np.array([[float(v) for v in line.split(",")] for line in text.splitlines() if line.strip()])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read codes from '{src}': it is neither text (CSV, JSON lines) nor a .npy file") from None
+    except (ValueError, KeyError, TypeError) as e:
         raise UsageError(f"cannot read codes from '{src}': {e}") from None
     codes = np.atleast_2d(np.asarray(codes, dtype=np.float32))
     if codes.ndim != 2 or not np.isfinite(codes).all():

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from gentool import files, metrics
+from gentool import files, metrics, progress
 from gentool.errors import UsageError
 from gentool.runtime import ASSETS, verbs
 from gentool.runtime.artifact import Artifact, Graphs
@@ -52,11 +51,8 @@ def features(graphs: Graphs, images: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if tuple(images.shape[1:]) != graphs.image_shape:
         raise UsageError(f"the feature network takes images of shape {list(graphs.image_shape)}, not {list(images.shape[1:])}")
     starts = range(0, len(images), CHUNK)
-    if len(images) > CHUNK and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import track
-
-        starts = track(starts, description="features", console=Console(stderr=True), transient=True)
+    if len(images) > CHUNK:
+        starts = progress.track(starts, "features")
     parts = [graphs.run("features", {"x": np.asarray(images[i : i + CHUNK], np.float32)}) for i in starts]
     logits = np.concatenate([p["logits"] for p in parts]) if "logits" in parts[0] else None
     return np.concatenate([p["features"] for p in parts]).astype(np.float64), logits
@@ -116,14 +112,17 @@ def evaluate_generator(graphs: Graphs, n: int, seed: int, network: Artifact, net
     if not data_name:
         raise UsageError("this artifact does not say what data it was trained on: pass --data")
     labels = conditional_labels(graphs, n)
-    images = verbs.find(graphs, "sample")(graphs, n, seed, labels)
+    with progress.stage(f"drawing {n} samples"):
+        images = verbs.find(graphs, "sample")(graphs, n, seed, labels)
     key = network_key(network)
-    test = split_features(network, key, data_name, "test")
-    train = split_features(network, key, data_name, "train", min(n, len(test)))
+    with progress.stage(f"features of the real {data_name} images"):
+        test = split_features(network, key, data_name, "test")
+        train = split_features(network, key, data_name, "train", min(n, len(test)))
     fake, logits = features(network, images)
-    floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
-    return {"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
-            **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor}
+    with progress.stage("fid, kid, precision, recall, density, coverage"):
+        floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
+        return {"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
+                **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor}
 
 
 def can_sample(graphs: Graphs) -> bool:

@@ -1,12 +1,16 @@
-"""The model zoo: a registry of families by CLI name, and hyperparameter parsing.
+"""The model zoo: a registry of families by CLI name, its torch-free catalog, and hyperparameter parsing.
 
 Families register themselves with `@register`; `families()` imports the family modules listed in
-`_MODULES` so the registry is filled only when a torch-side command needs it.
+`_MODULES` so the registry is filled only when a torch-side command needs it. `catalog.json` holds
+what `gentool models` shows (each family's summary, options and training defaults) so that it runs
+without torch; `python -m gentool.zoo` writes it anew, and a test checks it against the families.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
 from gentool.errors import UsageError
 
@@ -33,15 +37,42 @@ def get(name: str):
     return found[name]
 
 
+CATALOG = Path(__file__).with_name("catalog.json")
+
+
+def entry(cls) -> dict:
+    """A family as `gentool models --json` shows it: summary, options (type, default, choices) and
+    training defaults."""
+    def kind(default) -> str:
+        return "flag" if isinstance(default, bool) else "float" if default is None else type(default).__name__
+
+    options = {key.replace("_", "-"): {"type": kind(default), "default": default,
+                                        **({"choices": list(cls.choices[key])} if key in cls.choices else {})}
+               for key, default in cls.defaults.items()}
+    return {"summary": cls.__doc__.strip().splitlines()[0], "options": options, "train_defaults": dict(cls.train_defaults)}
+
+
+def write_catalog() -> None:
+    CATALOG.write_text(json.dumps({name: entry(cls) for name, cls in sorted(families().items())}, indent=1) + "\n")
+
+
+def catalog() -> dict[str, dict]:
+    """Every family's `entry`, read from `catalog.json` (torch-free)."""
+    return json.loads(CATALOG.read_text())
+
+
 def describe(name: str) -> str:
-    """A family's options with their types or choices and defaults, and its training defaults."""
-    cls = get(name)
-    lines = [f"Options of '{name}' (each stored in the checkpoint):"]
-    for key, default in cls.defaults.items():
-        choices = cls.choices.get(key)
-        kind = "flag" if isinstance(default, bool) else "|".join(map(str, choices)) if choices else type(default or 0.0).__name__.upper()
-        lines.append(f"  --{key.replace('_', '-'):<22} {kind:<26} default {'auto' if default is None else default}")
-    return "\n".join(lines + ["Training defaults: " + "  ".join(f"{k}={v}" for k, v in cls.train_defaults.items())])
+    """A family's summary, its options with their types or choices and defaults, and its training defaults."""
+    known = catalog()
+    if name not in known:
+        raise UsageError(f"unknown model '{name}': choose one of {', '.join(known)}")
+    family = known[name]
+    lines = [f"{name}: {family['summary']}", "  options (each stored in the checkpoint):"]
+    for key, option in family["options"].items():
+        kind = "|".join(map(str, option["choices"])) if "choices" in option else option["type"].upper()
+        default = "auto" if option["default"] is None else option["default"]
+        lines.append(f"    --{key:<22} {kind:<26} default {default}")
+    return "\n".join(lines + ["  training defaults: " + "  ".join(f"{k}={v}" for k, v in family["train_defaults"].items())])
 
 
 def _convert(name: str, text: str, default):

@@ -39,6 +39,8 @@ def reconstruction_nll(logits: torch.Tensor, x: torch.Tensor, kind: str, log_sig
 
 @register
 class AE(GenerativeModel):
+    """Undercomplete autoencoder; a Gaussian fitted to its training codes lets it sample."""
+
     name = "ae"
     defaults = {"arch": "conv", "latent_dim": 32, "hidden": 400, "loss": "bce"}
     choices = {"arch": ("conv", "mlp", "linear"), "loss": ("bce", "mse")}

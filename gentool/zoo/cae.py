@@ -30,6 +30,8 @@ def exact_jacobian_fro(encode, x: torch.Tensor, chunk: int = 16) -> torch.Tensor
 
 @register
 class CAE(SigmoidCodeAE):
+    """Contractive autoencoder: a sigmoid code and the Frobenius norm of the encoder's Jacobian."""
+
     name = "cae"
     defaults = {**SigmoidCodeAE.defaults, "contraction_weight": 0.1, "projections": 4}
 

@@ -61,6 +61,8 @@ def shifted(x: torch.Tensor, most: int) -> torch.Tensor:
 
 @register
 class Classifier(GenerativeModel):
+    """A small CNN classifier: the feature network of the sample-quality suite."""
+
     name = "classifier"
     defaults = {"width": 32, "dropout": 0.3, "shift": 2}
     train_defaults = {"epochs": 12, "batch_size": 128, "lr": 2e-3, "lr_schedule": "cosine"}

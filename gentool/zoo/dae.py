@@ -93,6 +93,8 @@ class Denoiser(nn.Module):
 
 @register
 class DAE(GenerativeModel):
+    """Denoising autoencoder: a fully convolutional U-Net from corrupted to clean images, any size."""
+
     name = "dae"
     defaults = {"noise": "gaussian", "noise_level": 0.5, "blind": True, "estimate_level": True, "width": 8, "depth": 0}
     choices = {"noise": ("gaussian", "mask", "salt-pepper")}

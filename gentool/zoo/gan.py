@@ -186,6 +186,8 @@ class Adversarial(GenerativeModel):
 
 @register
 class GAN(Adversarial):
+    """DCGAN-style GAN (non-saturating, minimax or least-squares losses; optionally conditional)."""
+
     name = "gan"
     defaults = {"loss": "ns", "latent_dim": 100, "width": 32, "hidden": 512, "conditional": False, "ema": 0.999}
     choices = {"loss": ("ns", "minimax", "lsgan")}

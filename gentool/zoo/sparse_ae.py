@@ -42,6 +42,8 @@ def sparsity_penalty(code: torch.Tensor, kind: str, rho: float) -> torch.Tensor:
 
 @register
 class SparseAE(SigmoidCodeAE):
+    """Sparse overcomplete autoencoder (KL or L1 sparsity penalty on a sigmoid code)."""
+
     name = "sparse-ae"
     defaults = {**SigmoidCodeAE.defaults, "sparsity": "kl", "sparsity_weight": None, "rho": 0.05}
     choices = {**SigmoidCodeAE.choices, "sparsity": ("kl", "l1", "none")}

@@ -50,6 +50,8 @@ class Upscaler(nn.Module):
 
 @register
 class SR(GenerativeModel):
+    """Super-resolution: bicubic upsampling plus a learned U-Net correction (x2 or x4)."""
+
     name = "sr"
     defaults = {"factor": 2, "width": 8}
     choices = {"factor": (2, 4)}

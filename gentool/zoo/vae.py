@@ -39,6 +39,8 @@ def log_normal(z, mean, logvar):
 
 @register
 class VAE(AE):
+    """Variational autoencoder (Bernoulli or Gaussian decoder, beta-weighted KL)."""
+
     name = "vae"
     defaults = {"arch": "conv", "latent_dim": 20, "hidden": 400, "likelihood": "bernoulli", "beta": 1.0}
     choices = {"arch": ("conv", "mlp"), "likelihood": ("bernoulli", "gaussian")}

@@ -30,6 +30,8 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor, labels: tup
 
 @register
 class WGANGP(Adversarial):
+    """WGAN-GP: the GAN generator against a critic with a gradient penalty."""
+
     name = "wgan-gp"
     judge = "critic"
     batch_norm = False

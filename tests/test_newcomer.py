@@ -1,0 +1,111 @@
+"""What a newcomer expects of the command line: versions and help, a torch-free model list, runs
+that can be found, tables on stdout, an environment report, data found beside a checkout, and the
+start of a training saying what it does."""
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from conftest import DATA, gentool
+from gentool import __version__, cli, progress, zoo
+
+
+def test_version_help_and_bare_gentool():
+    assert gentool("--version", torch_free=True).stdout.decode().strip() == f"gentool {__version__}"
+    assert b"Usage" in gentool("-h", torch_free=True).stdout and b"--seed" in gentool("sample", "-h", torch_free=True).stdout
+    assert b"--install-completion" in gentool("--help", torch_free=True).stdout
+    bare = gentool(torch_free=True, check=False)
+    assert bare.returncode == 2 and b"Commands" in bare.stdout and "error" not in bare.stderr
+
+
+def test_each_verb_says_what_it_does_in_one_line():
+    """The command list shows a docstring's first paragraph: one line, or it is cut mid-sentence."""
+    for command in cli.app.registered_commands:
+        summary = command.callback.__doc__.split("\n\n")[0]
+        assert "\n" not in summary and len(summary) <= 110, command.callback.__name__
+
+
+def test_models_lists_choices_without_torch_and_the_catalog_is_current():
+    listed = json.loads(gentool("models", "--json", torch_free=True).stdout)
+    assert listed == zoo.catalog() == {name: zoo.entry(cls) for name, cls in sorted(zoo.families().items())}, \
+        "run `python -m gentool.zoo` after changing a family"
+    assert listed["gan"]["options"]["loss"] == {"type": "str", "default": "ns", "choices": ["ns", "minimax", "lsgan"]}
+    text = gentool("models", "dae", torch_free=True).stdout.decode()
+    assert "gaussian|mask|salt-pepper" in text and "--blind" in text and "lr_schedule=cosine" in text
+    unknown = gentool("models", "nope", torch_free=True, check=False)
+    assert unknown.returncode == 2 and "choose one of ae," in unknown.stderr
+
+
+def test_export_needs_no_format_flag(runs, tmp_path):
+    gentool("export", runs["ae"], "-o", tmp_path / "plain")
+    gentool("export", runs["ae"], "--onnx", "-o", tmp_path / "named")
+    assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["decoder.onnx", "encoder.onnx"]
+
+
+def test_decode_of_an_image_says_so(runs, digits):
+    proc = gentool("decode", runs["vae"], digits[0], torch_free=True, check=False)
+    assert proc.returncode == 2 and "is an image, not codes" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_runs_are_listed_and_a_bare_name_says_which_it_took(runs, tmp_path):
+    for i, name in enumerate(["vae-mnist", "vae-mnist-2"]):
+        shutil.copytree(runs["vae"], tmp_path / "runs" / name)
+        os.utime(tmp_path / "runs" / name, (time.time() - 100 + i, time.time() - 100 + i))
+    shutil.copytree(runs["ae"], tmp_path / "runs" / "ae-mnist")
+    rows = [json.loads(line) for line in gentool("runs", "vae", "--json", cwd=tmp_path, torch_free=True).stdout.splitlines()]
+    assert [r["run"] for r in rows] == ["runs/vae-mnist-2", "runs/vae-mnist"]
+    assert rows[0]["model"] == "vae" and rows[0]["epoch"] == rows[0]["epochs"] == 1 and rows[0]["graphs"] == ["decoder", "encoder"]
+    assert rows[0]["test_loss"] > 0
+    table = gentool("runs", cwd=tmp_path, torch_free=True).stdout.decode()
+    assert "runs/ae-mnist" in table and "runs/vae-mnist-2" in table
+    drawn = gentool("sample", "vae", "-n", "1", cwd=tmp_path, torch_free=True)
+    assert "'vae' is runs/vae-mnist-2, the newest of 2" in drawn.stderr
+    result = json.loads(gentool("evaluate", "vae", "--limit", "50", "--iw-samples", "0", "--json", cwd=tmp_path).stdout)
+    assert result["model"] == "vae" and result["n"] == 50
+
+
+def test_evaluate_prints_its_table_on_stdout(runs):
+    proc = gentool("evaluate", runs["ae"], "--limit", "50")
+    assert "psnr_db" in proc.stdout.decode() and "psnr_db" not in proc.stderr
+
+
+def test_env_reports_versions_providers_and_data_without_torch():
+    found = json.loads(gentool("env", "--json", torch_free=True).stdout)
+    assert found["gentool"] == __version__ and found["torch"] is None and found["packages"]["numpy"]
+    assert "CPUExecutionProvider" in found["onnxruntime"]["providers"]
+    assert found["onnxruntime"]["cuda"] == "works" or found["onnxruntime"]["cuda"].startswith("no: ")
+    assert found["datasets"]["mnist"] == str(DATA / "mnist")
+    with_torch = json.loads(gentool("env", "--json").stdout)["torch"]
+    assert with_torch["version"] and (with_torch["cuda"] == "works" or with_torch["cuda"].startswith("no: "))
+
+
+def test_named_data_is_found_beside_a_checkout(tmp_path):
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "data" / "mnist").symlink_to(DATA / "mnist")
+    (tmp_path / "checkout").mkdir()
+    unset = {"GENTOOL_DATA_DIR": None, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    found = json.loads(gentool("fid", "mnist:test", "mnist:train", "--limit", "100", "--json", cwd=tmp_path / "checkout",
+                               env=unset, torch_free=True).stdout)
+    assert found["n_reference"] == found["n_samples"] == 100
+
+
+def test_a_training_starts_by_saying_what_it_does(tmp_path):
+    proc = gentool("train", "ae", "--data", "mnist", "--limit", "64", "--epochs", "1", "--arch", "mlp", "--out", tmp_path / "ae")
+    first = proc.stderr.splitlines()[0]
+    for part in ("gentool train ae:", "parameters", "64 training and 64 test images of 1x28x28", "1 epochs of 1 steps",
+                 "device cpu", f"run directory {tmp_path / 'ae'}"):
+        assert part in first, part
+
+
+def test_progress_off_a_terminal_is_a_line_now_and_then(capsys, monkeypatch):
+    monkeypatch.setattr(progress.Reporter, "HEARTBEAT", 0.0)
+    reporter = progress.Reporter(steps=3, batch_size=2, examples=5)
+    reporter.start_epoch("epoch 1/1", 0)
+    for _ in range(3):
+        reporter.step("loss 1.0")
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("  ")[:2] for line in lines] == [["epoch 1/1", f"step {i}/3"] for i in (1, 2, 3)]
+    assert all(line.endswith("img/s  loss 1.0") for line in lines)
