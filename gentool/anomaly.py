@@ -23,12 +23,21 @@ def split_scores(model, meta: dict, dataset, seed: int) -> tuple[np.ndarray, str
     return verbs.find(graphs, "score")(graphs, dataset.images / np.float32(255), seed)
 
 
-def evaluate_anomaly(model, meta: dict, dataset, seed: int = 0) -> dict:
-    """`auroc` (anomalous = not one of the run's training classes), `anomaly_score` and `normal_classes`."""
+def evaluate_anomaly(model, meta: dict, dataset, seed: int = 0, plot: str | None = None) -> dict:
+    """`auroc` (anomalous = not one of the run's training classes), `anomaly_score` and
+    `normal_classes`; with `plot`, the ROC curve drawn into that PNG file."""
     normal = meta["train"].get("classes")
     if not normal:
         raise UsageError("--anomaly needs a run trained on some classes only (gentool train ... --classes 3)")
     if dataset.labels is None:
         raise UsageError(f"--anomaly needs labelled data; '{dataset.name}' has no labels")
     scores, kind = split_scores(model, meta, dataset, seed)
-    return {"auroc": metrics.auroc(scores, ~np.isin(dataset.labels, normal)), "anomaly_score": kind, "normal_classes": normal}
+    anomalous = ~np.isin(dataset.labels, normal)
+    auroc = metrics.auroc(scores, anomalous)
+    if plot:
+        from gentool import plots
+
+        names = [dataset.classes[i] if dataset.classes else str(i) for i in normal]
+        plots.roc_curve(plot, *metrics.roc_curve(scores, anomalous), auroc,
+                        f"{meta['model']}: normal {', '.join(names)} of {dataset.name} ({kind})")
+    return {"auroc": auroc, "anomaly_score": kind, "normal_classes": normal}

@@ -139,6 +139,7 @@ def _write(art, image_batch, out: str | None, nrow: int | None = None) -> None:
 
 # Bounds on what one command draws, so that a typo costs what was meant (a 10^9-image grid would not)
 MAX_IMAGES, MAX_STEPS, MAX_SIDE, MAX_SAMPLES = 100_000, 1_000, 100, 10_000
+SCATTER_POINTS = 5_000  # test images in `plot --latent` unless --limit says otherwise
 
 
 def _positive(name: str, value: int, most: int | None = None, least: int = 1) -> None:
@@ -272,6 +273,7 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option(help="Use the first N examples only.")] = None,
     noise_level: Annotated[Optional[float], typer.Option(help="dae: corrupt the split at this level (default: the model's).")] = None,
     anomaly: Annotated[bool, typer.Option("--anomaly", help="One-class protocol: AUROC of `score` on the split, the run's --classes being normal.")] = False,
+    plot: Annotated[Optional[str], typer.Option(metavar="PNG", help="With --anomaly: draw the ROC curve into this file (needs gentool[plot]).")] = None,
     probe: Annotated[Optional[int], typer.Option(metavar="N", help="Logistic-regression probe on the codes of N labelled training images per class, and k-means NMI; both also on pixels.")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Sample quality instead: draw N samples and compare them with the test split (default for an export: 10000).")] = None,
     features: Annotated[Optional[str], typer.Option(help="With --samples: mnist, fashion-mnist or a features .onnx (default: the model's data).")] = None,
@@ -289,8 +291,8 @@ def evaluate(
         path = runs.newest(run, "model.safetensors", "a checkpoint")
         run = str(path)
     if samples is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _only_generates(run):
-        if iw_samples is not None or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
-            raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --noise-level, --anomaly, --probe, --limit and --split")
+        if iw_samples is not None or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test" or plot:
+            raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --noise-level, --anomaly, --plot, --probe, --limit and --split")
         _sample_quality(run, data, samples, features, seed, device, as_json)
         return
     _needs_torch("evaluate")
@@ -302,7 +304,9 @@ def evaluate(
         _positive("--limit", limit)
     if noise_level is not None and not 0 <= noise_level <= 1:
         raise UsageError(f"--noise-level must be in [0, 1], got {noise_level}")
-    result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe,
+    if plot and not anomaly:
+        raise UsageError("--plot draws the ROC curve of --anomaly; for training curves use `gentool plot RUN`")
+    result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe, plot,
                             iw_samples=iw_samples, noise_level=noise_level)
     _report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
 
@@ -396,6 +400,43 @@ def export(
     for role, diff in differences.items():
         _err(f"{role}: {target / (role + '.onnx')}  max |torch - onnxruntime| = {diff:.1e}")
     _out(str(target))
+
+
+@app.command("plot")
+def plot_figure(
+    run: Annotated[str, typer.Argument(help="A run directory or a model name (its newest run); with --latent any artifact with an encoder.")],
+    latent: Annotated[bool, typer.Option("--latent", help="Instead: the test split's codes coloured by class (the first two principal components of wider codes).")] = False,
+    data: Annotated[Optional[str], typer.Option(help="--latent: the data whose test split is encoded (default: the model's).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help=f"--latent: the first N test images (default {SCATTER_POINTS}).")] = None,
+    out: Annotated[Optional[str], typer.Option("-o", "--out", help="PNG file (default: results.png, or latent.png, in the run directory).")] = None,
+    device: DeviceOpt = Device.auto,
+) -> None:
+    """Draw a run's training curves (results.png), or a scatter of its test codes (--latent).
+
+    Training writes results.png itself when matplotlib is installed (pip install 'gentool[plot]')."""
+    from gentool import plots, runs
+
+    path = Path(run)
+    if not path.exists() and "/" not in run:
+        path = runs.newest(run, "metrics.jsonl" if not latent else "encoder.onnx", "training metrics" if not latent else "an encoder")
+    if not latent:
+        if limit is not None or data is not None:
+            raise UsageError("--limit and --data go with --latent")
+        target = out or str(path / "results.png")
+        plots.training_curves(path, target)
+    else:
+        import numpy as np
+
+        from gentool import data as datasets
+        from gentool.runtime import latent as latents
+
+        _positive("--limit", SCATTER_POINTS if limit is None else limit)
+        art, encode = _open(str(path), device, "encode")
+        split = datasets.check_shape(datasets.load(data or art.meta.get("data") or "", "test", limit or SCATTER_POINTS), art.image_shape, "test")
+        codes = latents.code_of(encode(art, split.images / np.float32(255)))
+        target = out or str((path if path.is_dir() else path.parent) / "latent.png")
+        plots.latent_scatter(target, codes, split.labels, split.classes, f"{art.model} codes of {split.name} test ({len(split)} images)")
+    _out(target)
 
 
 LabelOpt = Annotated[Optional[str], typer.Option(help="Conditional models: the class to draw (a name or index; default: the classes in turn).")]

@@ -61,9 +61,10 @@ def split_metrics(model, meta: dict, dataset, settings: dict, seed: int) -> dict
 
 
 def evaluate(path: Path, data: str | None = None, split: str = "test", device: str = "auto", limit: int | None = None,
-             seed: int = 0, anomaly: bool = False, probe: int | None = None, **options) -> dict:
+             seed: int = 0, anomaly: bool = False, probe: int | None = None, plot: str | None = None, **options) -> dict:
     """`model`, `data`, `split`, `n` and the metrics, or with `anomaly` / `probe` the one-class or
-    probe figures alone. `options` are the families' evaluation options (iw_samples, noise_level)."""
+    probe figures alone (`plot`: where the ROC curve of `anomaly` goes). `options` are the
+    families' evaluation options (iw_samples, noise_level)."""
     model, meta, dataset = checkpoint.load_with_split(path, data, split, limit, torch_device(device))
     settings = settings_for(model, options)
     found = {"model": meta["model"], "data": data or meta["data"], "split": split, "n": len(dataset)}
@@ -71,7 +72,7 @@ def evaluate(path: Path, data: str | None = None, split: str = "test", device: s
         from gentool.anomaly import evaluate_anomaly
 
         with progress.stage(f"anomaly scores of {len(dataset)} images"):
-            found.update(evaluate_anomaly(model, meta, dataset, seed))
+            found.update(evaluate_anomaly(model, meta, dataset, seed, plot))
     if probe is not None:
         from gentool.probe import evaluate_probe
 

@@ -93,6 +93,17 @@ def auroc(scores, positive) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def roc_curve(scores, positive) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rates, true positive rates) as the threshold falls through each distinct
+    score, from (0, 0) to (1, 1); the trapezoidal area under it is `auroc`."""
+    scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
+    order = np.argsort(-scores, kind="stable")
+    ends = np.r_[np.flatnonzero(np.diff(scores[order])), len(scores) - 1]  # the last index of each tie group
+    found = np.cumsum(positive[order])[ends]
+    flagged = ends + 1 - found
+    return np.r_[0.0, flagged / max((~positive).sum(), 1)], np.r_[0.0, found / max(positive.sum(), 1)]
+
+
 def _entropy(counts: np.ndarray) -> float:
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())

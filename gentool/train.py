@@ -399,7 +399,20 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     # The last grids again, from the exported graphs: byte for byte what `gentool sample RUN` draws.
     model.eval()
     write_grids(model, Artifact(str(run_dir), "cpu"), run_dir, epochs, preview_images, seed)
+    write_curves(run_dir)
     return run_dir
+
+
+def write_curves(run_dir: Path) -> None:
+    """`results.png`, the training curves, when matplotlib is installed (else a note says how)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        print("note: pip install 'gentool[plot]' to have results.png (training curves) drawn here", file=sys.stderr)
+        return
+    from gentool import plots
+
+    plots.training_curves(run_dir, run_dir / "results.png")
 
 
 def _count(n: int) -> str:

@@ -109,3 +109,50 @@ def test_progress_off_a_terminal_is_a_line_now_and_then(capsys, monkeypatch):
     lines = capsys.readouterr().err.splitlines()
     assert [line.split("  ")[:2] for line in lines] == [["epoch 1/1", f"step {i}/3"] for i in (1, 2, 3)]
     assert all(line.endswith("img/s  loss 1.0") for line in lines)
+
+
+def test_roc_curve_area_is_the_auroc():
+    import numpy as np
+
+    from gentool import metrics
+
+    rng = np.random.default_rng(0)
+    scores, positive = rng.integers(0, 8, 400).astype(float), rng.random(400) < 0.3  # many ties
+    fpr, tpr = metrics.roc_curve(scores, positive)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1) and np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(metrics.auroc(scores, positive), abs=1e-12)
+
+
+def test_training_draws_its_curves_and_plot_redraws_them(runs, tmp_path):
+    from PIL import Image
+
+    assert Image.open(runs["vae"] / "results.png").text["Software"] == f"gentool {__version__}"
+    gentool("plot", runs["vae"], "-o", tmp_path / "curves.png", torch_free=True)
+    gentool("plot", runs["ae"], "--latent", "--limit", "300", "-o", tmp_path / "codes.png", torch_free=True)
+    assert all(Image.open(tmp_path / name).size[0] > 300 for name in ("curves.png", "codes.png"))
+    wrong = gentool("plot", runs["ae"], "--limit", "3", torch_free=True, check=False)
+    assert wrong.returncode == 2 and "go with --latent" in wrong.stderr
+
+
+def test_latent_scatter_projects_onto_the_widest_directions():
+    import numpy as np
+
+    from gentool import plots
+
+    rng = np.random.default_rng(0)
+    codes = rng.standard_normal((500, 5)) * [10, 0.1, 3, 0.1, 0.1]
+    points, names = plots.project_2d(codes)
+    assert abs(np.corrcoef(points[:, 0], codes[:, 0])[0, 1]) > 0.99 and abs(np.corrcoef(points[:, 1], codes[:, 2])[0, 1]) > 0.99
+    assert "principal component 1" in names[0]
+    assert plots.project_2d(codes[:, :2])[1] == ("code 1", "code 2")
+
+
+def test_plots_without_matplotlib_say_how_to_get_it(monkeypatch):
+    import sys
+
+    from gentool import plots
+    from gentool.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(UsageError, match=r"pip install 'gentool\[plot\]'"):
+        plots.training_curves(".", "x.png")

@@ -81,12 +81,14 @@ def one_class_run(tmp_path_factory):
     return out
 
 
-def test_one_class_protocol_probe_and_compression_ratio(one_class_run, runs):
+def test_one_class_protocol_probe_roc_and_compression_ratio(one_class_run, runs):
     from gentool import checkpoint
     from gentool.anomaly import evaluate_anomaly
 
     assert checkpoint.read_meta(one_class_run)["train"]["classes"] == [1]
-    result = json.loads(gentool("evaluate", one_class_run, "--anomaly", "--probe", "3", "--limit", "500", "--json").stdout)
+    result = json.loads(gentool("evaluate", one_class_run, "--anomaly", "--probe", "3", "--limit", "500", "--json",
+                                "--plot", one_class_run / "roc.png").stdout)
+    assert (one_class_run / "roc.png").stat().st_size > 10_000
     assert result["anomaly_score"] == "reconstruction_mse" and result["normal_classes"] == [1]
     assert result["auroc"] > 0.9  # the other digits reconstruct worse
     assert result["probe_per_class"] == 3

@@ -1,0 +1,132 @@
+"""Figures as PNG files, drawn with matplotlib (the `plot` extra), never on the inference path:
+a run's training curves (`results.png`), the ROC curve of `evaluate --anomaly`, and a scatter of
+test codes coloured by class. Torch-free; each figure is written whole or not at all, with the
+gentool version in its PNG text.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from gentool import __version__, files
+from gentool.errors import UsageError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise UsageError("plots need matplotlib: pip install 'gentool[plot]'") from None
+    matplotlib.use("Agg")  # files only: no display is needed or opened
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, out: str | Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": f"gentool {__version__}"})
+    _pyplot().close(figure)
+    if str(out) in files.STDOUT_PATHS:
+        files.write_stdout(buffer.getvalue())
+    else:
+        files.atomic_write(Path(out), buffer.getvalue())
+
+
+def read_metrics(run: Path) -> list[dict]:
+    file = Path(run) / "metrics.jsonl"
+    try:
+        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    except OSError:
+        raise UsageError(f"no training metrics in '{run}' (expected {file})") from None
+    except ValueError:
+        raise UsageError(f"'{file}' is not JSON lines") from None
+    if not rows:
+        raise UsageError(f"'{file}' has no epochs yet")
+    return rows
+
+
+def curves(rows: list[dict]) -> dict[str, dict[str, list]]:
+    """Panel name -> {'train'/'test'/'': (epochs, values)}: each loss term with its train and test
+    values, and the quick FID on its own."""
+    panels: dict[str, dict[str, list]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key in ("epoch", "seconds") or not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            split, _, name = key.partition("_") if key.startswith(("train_", "test_")) else ("", "", key)
+            epochs, values = panels.setdefault(name, {}).setdefault(split, ([], []))
+            epochs.append(row["epoch"])
+            values.append(value)
+    return panels
+
+
+def training_curves(run: Path, out: str | Path) -> None:
+    """`results.png`: one panel per loss term (train and test per epoch), and the quick FID."""
+    plt = _pyplot()
+    panels = curves(read_metrics(run))
+    columns = min(len(panels), 3)
+    figure, axes = plt.subplots(math.ceil(len(panels) / columns), columns, figsize=(4.2 * columns, 3.2 * math.ceil(len(panels) / columns)),
+                                squeeze=False)
+    for ax, (name, series) in zip(axes.flat, panels.items()):
+        for split, (epochs, values) in series.items():
+            ax.plot(epochs, values, marker="o", markersize=3, label=split or name)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend()
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    figure.suptitle(str(run))
+    figure.tight_layout()
+    _save(figure, out)
+
+
+def roc_curve(out: str | Path, fpr: np.ndarray, tpr: np.ndarray, auroc: float, title: str) -> None:
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot(fpr, tpr, label=f"AUROC {auroc:.3f}")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    ax.set(xlabel="false positive rate (normal flagged)", ylabel="true positive rate (anomalies found)", title=title,
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    figure.tight_layout()
+    _save(figure, out)
+
+
+def project_2d(codes: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
+    """The codes themselves when they are 2-D, else their first two principal components; and the
+    axes' names."""
+    if codes.shape[1] == 2:
+        return codes, ("code 1", "code 2")
+    centred = codes - codes.mean(0)
+    _, singular, basis = np.linalg.svd(centred, full_matrices=False)
+    share = singular**2 / (singular**2).sum()
+    return centred @ basis[:2].T, (f"principal component 1 ({share[0]:.0%} of the variance)",
+                                   f"principal component 2 ({share[1]:.0%})")
+
+
+def latent_scatter(out: str | Path, codes: np.ndarray, labels: np.ndarray | None, class_names: list[str] | None, title: str) -> None:
+    plt = _pyplot()
+    points, (x_name, y_name) = project_2d(np.asarray(codes, np.float64))
+    figure, ax = plt.subplots(figsize=(6.2, 5.2))
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.6)
+    else:
+        colours = plt.get_cmap("tab10" if len(class_names or []) <= 10 else "tab20")
+        for index in np.unique(labels):
+            mine = labels == index
+            name = class_names[index] if class_names else str(index)
+            ax.scatter(points[mine, 0], points[mine, 1], s=3, alpha=0.6, color=colours(index % colours.N), label=name)
+        ax.legend(markerscale=4, fontsize="small", loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set(xlabel=x_name, ylabel=y_name, title=title)
+    figure.tight_layout()
+    _save(figure, out)
