@@ -95,7 +95,7 @@ def test_named_data_is_found_beside_a_checkout(tmp_path):
 def test_a_training_starts_by_saying_what_it_does(tmp_path):
     proc = gentool("train", "ae", "--data", "mnist", "--limit", "64", "--epochs", "1", "--arch", "mlp", "--out", tmp_path / "ae")
     first = proc.stderr.splitlines()[0]
-    for part in ("gentool train ae:", "parameters", "64 training and 64 test images of 1x28x28", "1 epochs of 1 steps",
+    for part in ("gentool train ae:", "parameters", "64 training and 64 test images of 1x28x28", "1 epoch of 1 step (batch 128",
                  "device cpu", f"run directory {tmp_path / 'ae'}"):
         assert part in first, part
 
