@@ -228,11 +228,11 @@ def list_runs(
     from gentool import runs
 
     found = runs.listing(model)
-    if as_json:
-        _out("\n".join(json.dumps(row) for row in found))
-        return
     if not found:
         _err(f"no runs{' of ' + model if model else ''} in {runs.ROOT}/ (`gentool train MODEL --data D` makes one)")
+        return
+    if as_json:
+        _out("\n".join(json.dumps(row) for row in found))
         return
     from rich.table import Table
 
