@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gentool import checkpoint, data as datasets, distributed, files, images, noise, runs
+from gentool import __version__, checkpoint, data as datasets, distributed, files, images, noise, runs
 from gentool.errors import UsageError
 from gentool.graphs import TorchGraphs
 from gentool.progress import Reporter, deferred_interrupt
@@ -208,11 +208,14 @@ def evaluate_losses(model, test_u8, labels, batch_size: int, binarize: bool, see
 
 
 def write_grids(model, graphs, run_dir: Path, epoch: int, test_images: np.ndarray, seed: int) -> None:
-    """The family's preview (`model.preview`) over `graphs`, one PNG grid per name."""
+    """The family's preview (`model.preview`) over `graphs`, one PNG grid per name, with the run,
+    epoch and seed in its PNG text."""
     grid_dir = run_dir / "grids"
     grid_dir.mkdir(exist_ok=True)
     for name, batch in model.preview(graphs, test_images, seed).items():
-        images.write_image(images.make_grid(batch, nrow=8), str(grid_dir / f"{name}-{epoch:03d}.png"))
+        made = {"version": __version__, "verb": "train", "grid": name, "run": str(run_dir), "epoch": epoch, "seed": seed}
+        text = {"Software": f"gentool {__version__}", "gentool": json.dumps(made)}
+        images.write_image(images.make_grid(batch, nrow=8), str(grid_dir / f"{name}-{epoch:03d}.png"), text)
 
 
 def fid_watch(data: str, image_shape, test_images: np.ndarray):
@@ -396,7 +399,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     differences = export(model, meta, run_dir)
     worst = max(differences.values(), default=0.0)
     print(f"exported {', '.join(differences)} to {run_dir} (max |torch - onnxruntime| {worst:.1e})", file=sys.stderr)
-    # The last grids again, from the exported graphs: byte for byte what `gentool sample RUN` draws.
+    # The last grids again, from the exported graphs: pixel for pixel what `gentool sample RUN` draws.
     model.eval()
     write_grids(model, Artifact(str(run_dir), "cpu"), run_dir, epochs, preview_images, seed)
     write_curves(run_dir)

@@ -116,6 +116,8 @@ def test_a_written_image_says_what_made_it(runs, tmp_path):
     assert text["Software"] == f"gentool {gentool_version}" and made["verb"] == "sample" and made["version"] == gentool_version
     assert (made["artifact"], made["n"], made["seed"], made["truncation"]) == (str(runs["vae"]), 4, 3, 1.5)
     assert made["origin"] == Artifact(str(runs["vae"]), "cpu").meta["origin"] and "out" not in made
+    grid = json.loads(Image.open(runs["vae"] / "grids" / "samples-001.png").text["gentool"])
+    assert (grid["verb"], grid["grid"], grid["epoch"], grid["run"]) == ("train", "samples", 1, str(runs["vae"]))
     gentool("sample", made["artifact"], "-n", made["n"], "--seed", made["seed"], "--truncation", made["truncation"],
             "-o", tmp_path / "again.jpg", torch_free=True)
     assert json.loads(Image.open(tmp_path / "again.jpg").info["comment"])["seed"] == 3
