@@ -56,6 +56,13 @@ def _options(
     _state["debug"] = debug
 
 
+def _family_names(incomplete: str) -> list[str]:
+    """Shell completion of a model family's name."""
+    from gentool import zoo
+
+    return [name for name in zoo.catalog() if name.startswith(incomplete)]
+
+
 def _needs_torch(verb: str) -> None:
     try:
         import torch  # noqa: F401
@@ -152,7 +159,7 @@ def _positive(name: str, value: int, most: int | None = None, least: int = 1) ->
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def train(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Argument(help="Model family (`gentool models` lists them).")] = None,
+    model: Annotated[Optional[str], typer.Argument(help="Model family (`gentool models` lists them).", autocompletion=_family_names)] = None,
     data: Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, a folder of images, or a .npy/.npz file.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (model default when omitted).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (model default when omitted).")] = None,
@@ -206,7 +213,7 @@ def train(
 
 @app.command()
 def models(
-    name: Annotated[Optional[str], typer.Argument(help="One family only.")] = None,
+    name: Annotated[Optional[str], typer.Argument(help="One family only.", autocompletion=_family_names)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout: each family's summary, options (type, default, choices) and training defaults.")] = False,
 ) -> None:
     """List the model families, their options (with choices and defaults) and training defaults."""
