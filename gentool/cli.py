@@ -280,10 +280,11 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option(help="Use the first N examples only.")] = None,
     noise_level: Annotated[Optional[float], typer.Option(help="dae: corrupt the split at this level (default: the model's).")] = None,
     anomaly: Annotated[bool, typer.Option("--anomaly", help="One-class protocol: AUROC of `score` on the split, the run's --classes being normal.")] = False,
-    plot: Annotated[Optional[str], typer.Option(metavar="PNG", help="With --anomaly: draw the ROC curve into this file (needs gentool[plot]).")] = None,
+    plot: Annotated[Optional[str], typer.Option(metavar="PNG", help="Draw into this file (needs gentool[plot]): the ROC curve of --anomaly, or the quality curves of several --truncation values.")] = None,
     probe: Annotated[Optional[int], typer.Option(metavar="N", help="Logistic-regression probe on the codes of N labelled training images per class, and k-means NMI; both also on pixels.")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Sample quality instead: draw N samples and compare them with the test split (default for an export: 10000).")] = None,
     features: Annotated[Optional[str], typer.Option(help="With --samples: mnist, fashion-mnist or a features .onnx (default: the model's data).")] = None,
+    truncation: Annotated[Optional[str], typer.Option(metavar="T[,T...]", help="Sample quality of draws with latent values within +-T (as `sample --truncation`); several values, 'none' among them for no truncation, give a row each and the curves of --plot.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
@@ -297,10 +298,10 @@ def evaluate(
 
         path = runs.newest(run, "model.safetensors", "a checkpoint")
         run = str(path)
-    if samples is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _only_generates(run):
-        if iw_samples is not None or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test" or plot:
-            raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --noise-level, --anomaly, --plot, --probe, --limit and --split")
-        _sample_quality(run, data, samples, features, seed, device, as_json)
+    if samples is not None or truncation is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _only_generates(run):
+        if iw_samples is not None or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
+            raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --noise-level, --anomaly, --probe, --limit and --split")
+        _sample_quality(run, data, samples, features, _truncations(truncation), seed, device, as_json, plot)
         return
     _needs_torch("evaluate")
     from gentool.evaluate import evaluate as run_evaluation
@@ -312,7 +313,7 @@ def evaluate(
     if noise_level is not None and not 0 <= noise_level <= 1:
         raise UsageError(f"--noise-level must be in [0, 1], got {noise_level}")
     if plot and not anomaly:
-        raise UsageError("--plot draws the ROC curve of --anomaly; for training curves use `gentool plot RUN`")
+        raise UsageError("--plot draws the ROC curve of --anomaly or the curves of several --truncation values; for training curves use `gentool plot RUN`")
     result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe, plot,
                             iw_samples=iw_samples, noise_level=noise_level)
     _report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
@@ -324,7 +325,21 @@ def _only_generates(run: str) -> bool:
     return [p.stem for p in Path(run).glob("*.onnx")] == ["generator"]
 
 
-def _sample_quality(run: str, data: str | None, samples: int | None, features: str | None, seed: int, device: Device, as_json: bool) -> None:
+def _truncations(text: str | None) -> list[float | None]:
+    """'0.5,1,none' -> [0.5, 1.0, None]; no option: [None]."""
+    if text is None:
+        return [None]
+    try:
+        values = [None if item.strip().lower() == "none" else float(item) for item in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--truncation takes positive numbers or 'none', comma-separated, got '{text}'") from None
+    if any(v is not None and not v > 0 for v in values):
+        raise UsageError(f"--truncation values must be positive, got '{text}'")
+    return values
+
+
+def _sample_quality(run: str, data: str | None, samples: int | None, features: str | None, truncations: list[float | None],
+                    seed: int, device: Device, as_json: bool, plot: str | None) -> None:
     from gentool.runtime import quality
 
     samples = quality.SAMPLES if samples is None else samples
@@ -333,9 +348,32 @@ def _sample_quality(run: str, data: str | None, samples: int | None, features: s
     wanted = features or data or art.meta.get("data")
     if features is None and wanted not in quality.BUNDLED_FEATURES:
         raise UsageError(f"gentool bundles feature networks for {', '.join(quality.BUNDLED_FEATURES)}, not '{wanted}': pass --features PATH.onnx")
+    if plot and len(truncations) < 2:
+        raise UsageError("--plot draws sample quality against truncation: give several --truncation values (e.g. 0.5,1,1.5,2,none)")
     network, name = quality.feature_network(wanted, device.value)
-    result = quality.evaluate_generator(art, samples, seed, network, name, data)
-    _report(result, f"gentool FID ({name} features): {samples} samples of {run} against {result['data']} test", as_json)
+    rows = [quality.evaluate_generator(art, samples, seed, network, name, data, t) for t in truncations]
+    if len(rows) > 1:
+        rows = [{**row, "truncation": t} for row, t in zip(rows, truncations)]
+    heading = f"gentool FID ({name} features): {samples} samples of {run} against {rows[0]['data']} test"
+    if len(rows) == 1:
+        _report(rows[0], heading, as_json)
+        return
+    if plot:
+        from gentool import plots
+
+        plots.quality_curves(plot, rows, heading)
+    if as_json:
+        _out("\n".join(json.dumps(row) for row in rows))
+        return
+    from rich.table import Table
+
+    shown = [k for k, v in rows[0].items() if isinstance(v, float) and k != "truncation"]
+    table = Table("truncation", *shown)
+    for row in rows:
+        table.add_row(str(row["truncation"] or "none"), *(f"{row[k]:.4f}" for k in shown))
+    console = _stdout_console()
+    console.print(heading, soft_wrap=True)
+    console.print(table)
 
 
 def _report(result: dict, heading: str, as_json: bool, in_heading: tuple[str, ...] = ()) -> None:

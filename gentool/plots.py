@@ -1,6 +1,6 @@
 """Figures as PNG files, drawn with matplotlib (the `plot` extra), never on the inference path:
-a run's training curves (`results.png`), the ROC curve of `evaluate --anomaly`, and a scatter of
-test codes coloured by class. Torch-free; each figure is written whole or not at all, with the
+a run's training curves (`results.png`), the ROC curve of `evaluate --anomaly`, a scatter of test
+codes coloured by class, and sample quality against truncation (`evaluate --truncation ... --plot`). Torch-free; each figure is written whole or not at all, with the
 gentool version in its PNG text.
 """
 
@@ -128,5 +128,29 @@ def latent_scatter(out: str | Path, codes: np.ndarray, labels: np.ndarray | None
             ax.scatter(points[mine, 0], points[mine, 1], s=3, alpha=0.6, color=colours(index % colours.N), label=name)
         ax.legend(markerscale=4, fontsize="small", loc="center left", bbox_to_anchor=(1, 0.5))
     ax.set(xlabel=x_name, ylabel=y_name, title=title)
+    figure.tight_layout()
+    _save(figure, out)
+
+
+def quality_curves(out: str | Path, rows: list[dict], title: str) -> None:
+    """FID, and precision, recall, density and coverage, against the truncation of the latent draws;
+    a row without truncation sits at the right end, marked 'none'."""
+    plt = _pyplot()
+    finite = [r["truncation"] for r in rows if r["truncation"] is not None]
+    untruncated = 1.25 * max(finite, default=2.0)
+    ordered = sorted(rows, key=lambda r: untruncated if r["truncation"] is None else r["truncation"])
+    x = [untruncated if r["truncation"] is None else r["truncation"] for r in ordered]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(x, [r["fid"] for r in ordered], marker="o")
+    left.set(title="FID (lower is better)", ylabel="fid")
+    for key in ("precision", "recall", "density", "coverage"):
+        right.plot(x, [r[key] for r in ordered], marker="o", label=key)
+    right.set(title="precision, recall, density, coverage")
+    right.legend(fontsize="small")
+    for ax in (left, right):
+        ax.set_xticks(x, [("none" if r["truncation"] is None else f"{r['truncation']:g}") for r in ordered])
+        ax.set_xlabel("truncation (latent values within +-T)")
+        ax.grid(alpha=0.3)
+    figure.suptitle(title, fontsize="medium")
     figure.tight_layout()
     _save(figure, out)

@@ -111,6 +111,22 @@ def test_evaluate_samples_of_a_run_and_of_an_export_torch_free(runs, classifier,
     assert proc.returncode == 2 and "pass --features PATH.onnx" in proc.stderr
 
 
+def test_sample_quality_against_truncation(runs, tmp_path):
+    args = ["evaluate", runs["vae"], "--samples", "300", "--json"]
+    rows = [json.loads(line) for line in gentool(*args, "--truncation", "0.3,none", "--plot", tmp_path / "curve.png",
+                                                 torch_free=True).stdout.splitlines()]
+    assert [r["truncation"] for r in rows] == [0.3, None] and (tmp_path / "curve.png").stat().st_size > 10_000
+    untruncated = json.loads(gentool(*args, torch_free=True).stdout)
+    assert {k: v for k, v in rows[1].items() if k != "truncation"} == untruncated and "truncation" not in untruncated
+    assert rows[0]["fid"] != untruncated["fid"]
+    assert json.loads(gentool(*args, "--truncation", "0.3", torch_free=True).stdout) == rows[0]
+    for bad, message in [("0", "must be positive"), ("x", "positive numbers or 'none'")]:
+        proc = gentool(*args, "--truncation", bad, torch_free=True, check=False)
+        assert proc.returncode == 2 and message in proc.stderr
+    proc = gentool(*args, "--truncation", "1", "--plot", tmp_path / "one.png", torch_free=True, check=False)
+    assert proc.returncode == 2 and "give several --truncation values" in proc.stderr
+
+
 def _blur(images: np.ndarray, sigma: float) -> np.ndarray:
     """A separable Gaussian blur of (N, C, H, W) images, edges replicated."""
     radius = int(3 * sigma) + 1

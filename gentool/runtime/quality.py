@@ -104,16 +104,17 @@ def conditional_labels(graphs: Graphs, n: int) -> np.ndarray | None:
     return None
 
 
-def evaluate_generator(graphs: Graphs, n: int, seed: int, network: Artifact, network_name: str, data_name: str | None = None) -> dict:
-    """`n` samples drawn with the artifact's own sampler against its data's test split (or
-    `data_name`'s), with the floor `fid_train_vs_test`: the first min(n, test size) real training
-    images against the test split."""
+def evaluate_generator(graphs: Graphs, n: int, seed: int, network: Artifact, network_name: str, data_name: str | None = None,
+                       truncation: float | None = None) -> dict:
+    """`n` samples drawn with the artifact's own sampler (latent values within +-`truncation` when
+    given, reported as `truncation`) against its data's test split (or `data_name`'s), with the floor
+    `fid_train_vs_test`: the first min(n, test size) real training images against the test split."""
     data_name = data_name or graphs.meta.get("data")
     if not data_name:
         raise UsageError("this artifact does not say what data it was trained on: pass --data")
     labels = conditional_labels(graphs, n)
     with progress.stage(f"drawing {n} samples"):
-        images = verbs.find(graphs, "sample")(graphs, n, seed, labels)
+        images = verbs.find(graphs, "sample")(graphs, n, seed, labels, truncation=truncation)
     key = network_key(network)
     with progress.stage(f"features of the real {data_name} images"):
         test = split_features(network, key, data_name, "test")
@@ -122,6 +123,7 @@ def evaluate_generator(graphs: Graphs, n: int, seed: int, network: Artifact, net
     with progress.stage("fid, kid, precision, recall, density, coverage"):
         floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
         return {"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
+                **({} if truncation is None else {"truncation": truncation}),
                 **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor}
 
 
