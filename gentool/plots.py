@@ -76,7 +76,7 @@ def training_curves(run: Path, out: str | Path) -> None:
     for ax, (name, series) in zip(axes.flat, panels.items()):
         for split, (epochs, values) in series.items():
             ax.plot(epochs, values, marker="o", markersize=3, label=split or name)
-        ax.set_title(name)
+        ax.set_title(name if len(series) > 1 else f"{next(iter(series))} {name}".strip())
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
