@@ -78,8 +78,17 @@ def newest(name: str, holding: str, what: str) -> Path:
         raise UsageError(f"'{name}' is not a file or directory, and no run of a model '{name}' with {what} is in {ROOT}/")
     found = max(candidates, key=lambda p: p.stat().st_mtime)
     others = f", the newest of {len(candidates)} (`gentool runs {name}` lists them)" if len(candidates) > 1 else ""
-    print(f"note: '{name}' is {found}{others}", file=sys.stderr, flush=True)
+    print(f"note: '{name}' is {found}{_trained(found)}{others}", file=sys.stderr, flush=True)
     return found
+
+
+def _trained(run: Path) -> str:
+    """' (3 epochs)', or ' (3 of 10 epochs)' for a run that stopped early; '' without a checkpoint."""
+    meta = checkpoint_meta(run / "model.safetensors") or {}
+    done, asked = meta.get("epoch"), meta.get("train", {}).get("epochs")
+    if done is None:
+        return ""
+    return f" ({done} of {asked} epochs)" if asked and done < asked else f" ({done} epoch{'s' * (done != 1)})"
 
 
 def checkpoint_meta(file: Path) -> dict | None:

@@ -65,7 +65,7 @@ def test_runs_are_listed_and_a_bare_name_says_which_it_took(runs, tmp_path):
     table = gentool("runs", cwd=tmp_path, torch_free=True).stdout.decode()
     assert "runs/ae-mnist" in table and "runs/vae-mnist-2" in table
     drawn = gentool("sample", "vae", "-n", "1", cwd=tmp_path, torch_free=True)
-    assert "'vae' is runs/vae-mnist-2, the newest of 2" in drawn.stderr
+    assert "'vae' is runs/vae-mnist-2 (1 epoch), the newest of 2" in drawn.stderr
     result = json.loads(gentool("evaluate", "vae", "--limit", "50", "--iw-samples", "0", "--json", cwd=tmp_path).stdout)
     assert result["model"] == "vae" and result["n"] == 50
 
@@ -159,3 +159,19 @@ def test_plots_without_matplotlib_say_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(UsageError, match=r"pip install 'gentool\[plot\]'"):
         plots.training_curves(".", "x.png")
+
+
+def test_a_run_that_stopped_early_says_so(tmp_path):
+    import struct
+
+    from gentool import runs
+
+    def checkpoint(run, epoch, epochs):
+        header = json.dumps({"__metadata__": {"gentool": json.dumps({"model": "vae", "epoch": epoch, "train": {"epochs": epochs}})}}).encode()
+        run.mkdir()
+        (run / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+
+    checkpoint(tmp_path / "short", 3, 10)
+    checkpoint(tmp_path / "whole", 10, 10)
+    assert runs._trained(tmp_path / "short") == " (3 of 10 epochs)" and runs._trained(tmp_path / "whole") == " (10 epochs)"
+    assert runs.checkpoint_meta(tmp_path / "nothing.safetensors") is None
