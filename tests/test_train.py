@@ -269,7 +269,7 @@ def test_an_export_is_one_unit_of_one_origin(runs, digits, tmp_path, monkeypatch
 
 
 def test_kill_9_at_random_moments_then_resume_is_exact(tmp_path):
-    """A short run killed with SIGKILL at 12 random moments (during steps, evaluation, grids,
+    """A short run killed with SIGKILL at 8 random moments (during steps, evaluation, grids,
     checkpoint writes, the export), resumed each time: its final weights are the uninterrupted run's,
     and no temporary file of a killed write is left."""
     import random
@@ -291,7 +291,7 @@ def test_kill_9_at_random_moments_then_resume_is_exact(tmp_path):
         command = ["--resume", str(run), "--device", "cpu"] if resumable else [*model, *args, "--out", str(run)]
         proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, "--with-torch", "train", *command], cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 12:
+        if kills < 8:
             time.sleep(rng.uniform(1.0, 3.5))
             if proc.poll() is None:
                 proc.kill()
@@ -300,7 +300,7 @@ def test_kill_9_at_random_moments_then_resume_is_exact(tmp_path):
         if code == 0:
             break
         assert code == -9, proc.stderr.read().decode()
-    assert kills >= 6  # the run outlived most of the kills (it ends early on a much faster machine)
+    assert kills >= 4  # the run outlived most of the kills (it ends early on a much faster machine)
     assert_same_weights(tmp_path / "straight", run)
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
 
