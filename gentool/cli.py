@@ -220,8 +220,10 @@ def models(
     from gentool import zoo
 
     names = [name] if name else list(zoo.catalog())
-    text = [zoo.describe(n) for n in names]  # an unknown name is a usage error here
-    _out(json.dumps({n: zoo.catalog()[n] for n in names}, indent=1) if as_json else "\n\n".join(text))
+    if as_json:
+        _out(json.dumps({n: zoo.catalog_entry(n) for n in names}, indent=1))
+    else:
+        _out("\n\n".join(zoo.describe(n) for n in names))
 
 
 @app.command("runs")
@@ -481,7 +483,10 @@ def plot_figure(
         codes = latents.code_of(encode(art, split.images / np.float32(255)))
         target = out or str((path if path.is_dir() else path.parent) / "latent.png")
         plots.latent_scatter(target, codes, split.labels, split.classes, f"{art.model} codes of {split.name} test ({len(split)} images)")
-    _out(target)
+    from gentool.files import STDOUT_PATHS
+
+    if target not in STDOUT_PATHS:  # else the PNG itself went to stdout
+        _out(target)
 
 
 LabelOpt = Annotated[Optional[str], typer.Option(help="Conditional models: the class to draw (a name or index; default: the classes in turn).")]

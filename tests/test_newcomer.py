@@ -131,6 +131,8 @@ def test_training_draws_its_curves_and_plot_redraws_them(runs, tmp_path):
 
     assert Image.open(runs["vae"] / "results.png").text["Software"] == f"gentool {__version__}"
     gentool("plot", runs["vae"], "-o", tmp_path / "curves.png", torch_free=True)
+    piped = gentool("plot", runs["vae"], "-o", "-", torch_free=True).stdout
+    assert piped.startswith(b"\x89PNG") and piped.endswith(b"IEND\xaeB`\x82")  # the PNG alone
     gentool("plot", runs["ae"], "--latent", "--limit", "300", "-o", tmp_path / "codes.png", torch_free=True)
     assert all(Image.open(tmp_path / name).size[0] > 300 for name in ("curves.png", "codes.png"))
     wrong = gentool("plot", runs["ae"], "--limit", "3", torch_free=True, check=False)

@@ -61,12 +61,17 @@ def catalog() -> dict[str, dict]:
     return json.loads(CATALOG.read_text())
 
 
-def describe(name: str) -> str:
-    """A family's summary, its options with their types or choices and defaults, and its training defaults."""
+def catalog_entry(name: str) -> dict:
+    """One family's `entry` from the catalog; an unknown name is a usage error."""
     known = catalog()
     if name not in known:
         raise UsageError(f"unknown model '{name}': choose one of {', '.join(known)}")
-    family = known[name]
+    return known[name]
+
+
+def describe(name: str) -> str:
+    """A family's summary, its options with their types or choices and defaults, and its training defaults."""
+    family = catalog_entry(name)
     lines = [f"{name}: {family['summary']}", "  options (each stored in the checkpoint):"]
     for key, option in family["options"].items():
         kind = "|".join(map(str, option["choices"])) if "choices" in option else option["type"].upper()
