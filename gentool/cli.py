@@ -282,7 +282,7 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option(help="Use the first N examples only.")] = None,
     noise_level: Annotated[Optional[float], typer.Option(help="dae: corrupt the split at this level (default: the model's).")] = None,
     anomaly: Annotated[bool, typer.Option("--anomaly", help="One-class protocol: AUROC of `score` on the split, the run's --classes being normal.")] = False,
-    plot: Annotated[Optional[str], typer.Option(metavar="PNG", help="Draw into this file (needs gentool[plot]): the ROC curve of --anomaly, or the quality curves of several --truncation values.")] = None,
+    plot: Annotated[Optional[str], typer.Option(metavar="FILE", help="Draw into this .png, .svg or .pdf (needs gentool[plot]): the ROC curve of --anomaly, or the quality curves of several --truncation values.")] = None,
     probe: Annotated[Optional[int], typer.Option(metavar="N", help="Logistic-regression probe on the codes of N labelled training images per class, and k-means NMI; both also on pixels.")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Sample quality instead: draw N samples and compare them with the test split (default for an export: 10000).")] = None,
     features: Annotated[Optional[str], typer.Option(help="With --samples: mnist, fashion-mnist or a features .onnx (default: the model's data).")] = None,
@@ -316,6 +316,10 @@ def evaluate(
         raise UsageError(f"--noise-level must be in [0, 1], got {noise_level}")
     if plot and not anomaly:
         raise UsageError("--plot draws the ROC curve of --anomaly or the curves of several --truncation values; for training curves use `gentool plot RUN`")
+    if plot:
+        from gentool import plots
+
+        plots.check_target(plot)
     result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe, plot,
                             iw_samples=iw_samples, noise_level=noise_level)
     _report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
@@ -352,6 +356,10 @@ def _sample_quality(run: str, data: str | None, samples: int | None, features: s
         raise UsageError(f"gentool bundles feature networks for {', '.join(quality.BUNDLED_FEATURES)}, not '{wanted}': pass --features PATH.onnx")
     if plot and len(truncations) < 2:
         raise UsageError("--plot draws sample quality against truncation: give several --truncation values (e.g. 0.5,1,1.5,2,none)")
+    if plot:
+        from gentool import plots
+
+        plots.check_target(plot)
     network, name = quality.feature_network(wanted, device.value)
     rows = [quality.evaluate_generator(art, samples, seed, network, name, data, t) for t in truncations]
     if len(rows) > 1:
@@ -361,8 +369,6 @@ def _sample_quality(run: str, data: str | None, samples: int | None, features: s
         _report(rows[0], heading, as_json)
         return
     if plot:
-        from gentool import plots
-
         plots.quality_curves(plot, rows, heading)
     if as_json:
         _out("\n".join(json.dumps(row) for row in rows))
@@ -455,7 +461,7 @@ def plot_figure(
     latent: Annotated[bool, typer.Option("--latent", help="Instead: the test split's codes coloured by class (the first two principal components of wider codes).")] = False,
     data: Annotated[Optional[str], typer.Option(help="--latent: the data whose test split is encoded (default: the model's).")] = None,
     limit: Annotated[Optional[int], typer.Option(help=f"--latent: the first N test images (default {SCATTER_POINTS}).")] = None,
-    out: Annotated[Optional[str], typer.Option("-o", "--out", help="PNG file (default: results.png, or latent.png, in the run directory).")] = None,
+    out: Annotated[Optional[str], typer.Option("-o", "--out", help="A .png, .svg or .pdf file, or '-' for a PNG on stdout (default: results.png, or latent.png, in the run directory).")] = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Draw a run's training curves (results.png), or a scatter of its test codes (--latent).
@@ -463,6 +469,8 @@ def plot_figure(
     Training writes results.png itself when matplotlib is installed (pip install 'gentool[plot]')."""
     from gentool import plots, runs
 
+    if out is not None:
+        plots.check_target(out)
     path = Path(run)
     if not path.exists() and "/" not in run:
         path = runs.newest(run, "metrics.jsonl" if not latent else "encoder.onnx", "training metrics" if not latent else "an encoder")

@@ -28,9 +28,22 @@ def _pyplot():
     return plt
 
 
+FORMATS = (".png", ".svg", ".pdf")  # by the output's suffix; stdout gets PNG
+
+
+def check_target(out: str | Path) -> None:
+    """Fail before any work is done: without matplotlib, or for a file type figures are not written as."""
+    _pyplot()
+    if str(out) not in files.STDOUT_PATHS and Path(out).suffix.lower() not in FORMATS:
+        raise UsageError(f"figures are written as {', '.join(FORMATS)}, not '{Path(out).suffix or out}'")
+
+
 def _save(figure, out: str | Path) -> None:
+    check_target(out)
+    kind = "png" if str(out) in files.STDOUT_PATHS else Path(out).suffix.lower()[1:]
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, metadata={"Software": f"gentool {__version__}"})
+    maker = f"gentool {__version__}"
+    figure.savefig(buffer, format=kind, dpi=110, metadata={"Software": maker} if kind == "png" else {"Creator": maker})
     _pyplot().close(figure)
     if str(out) in files.STDOUT_PATHS:
         files.write_stdout(buffer.getvalue())

@@ -137,6 +137,10 @@ def test_training_draws_its_curves_and_plot_redraws_them(runs, tmp_path):
     assert all(Image.open(tmp_path / name).size[0] > 300 for name in ("curves.png", "codes.png"))
     wrong = gentool("plot", runs["ae"], "--limit", "3", torch_free=True, check=False)
     assert wrong.returncode == 2 and "go with --latent" in wrong.stderr
+    gentool("plot", runs["vae"], "-o", tmp_path / "curves.svg", torch_free=True)
+    assert b"<svg" in (tmp_path / "curves.svg").read_bytes()[:500]
+    wrong = gentool("plot", runs["vae"], "-o", tmp_path / "curves.jpg", torch_free=True, check=False)
+    assert wrong.returncode == 2 and "figures are written as .png, .svg, .pdf" in wrong.stderr
 
 
 def test_latent_scatter_projects_onto_the_widest_directions():

@@ -125,6 +125,8 @@ def test_sample_quality_against_truncation(runs, tmp_path):
         assert proc.returncode == 2 and message in proc.stderr
     proc = gentool(*args, "--truncation", "1", "--plot", tmp_path / "one.png", torch_free=True, check=False)
     assert proc.returncode == 2 and "give several --truncation values" in proc.stderr
+    proc = gentool(*args, "--truncation", "1,2", "--plot", tmp_path / "curve.jpg", torch_free=True, check=False)
+    assert proc.returncode == 2 and "figures are written as" in proc.stderr
 
 
 def _blur(images: np.ndarray, sigma: float) -> np.ndarray:
