@@ -487,7 +487,10 @@ def plot_figure(
 
         _positive("--limit", SCATTER_POINTS if limit is None else limit)
         art, encode = _open(str(path), device, "encode")
-        split = datasets.check_shape(datasets.load(data or art.meta.get("data") or "", "test", limit or SCATTER_POINTS), art.image_shape, "test")
+        source = data or art.meta.get("data")
+        if not source:
+            raise UsageError("this artifact does not say what data it was trained on: pass --data")
+        split = datasets.check_shape(datasets.load(source, "test", limit or SCATTER_POINTS), art.image_shape, "test")
         codes = latents.code_of(encode(art, split.images / np.float32(255)))
         target = out or str((path if path.is_dir() else path.parent) / "latent.png")
         plots.latent_scatter(target, codes, split.labels, split.classes, f"{art.model} codes of {split.name} test ({len(split)} images)")
