@@ -298,7 +298,8 @@ def _download_missing(name: str, folder: Path) -> None:
         except _DownloadError as exc:
             raise UsageError(
                 f"dataset '{name}' not found in {folder} and could not be downloaded ({exc}); put the "
-                f"four IDX files ({', '.join(f'{s}.gz' for s in stems)}) there or in ./data/{name}/, or set GENTOOL_DATA_DIR"
+                f"four IDX files ({', '.join(f'{s}.gz' for s in stems)}) there"
+                + (" (the folder GENTOOL_DATA_DIR names)" if os.environ.get("GENTOOL_DATA_DIR") else f" or in ./data/{name}/, or set GENTOOL_DATA_DIR")
             ) from None
         try:
             folder.mkdir(parents=True, exist_ok=True)
