@@ -2,6 +2,7 @@
 
 Measured: wall time of whole fresh processes, from spawn to exit, of
   gentool sample EXPORT -n 1 -o OUT.png      (onnxruntime + numpy + PIL, no torch)
+  gentool models --json, gentool runs        (the torch-free listings)
   python -c "import torch"
 both from this venv (sys.executable and the `gentool` script beside it). One untimed run of each
 warms the page cache, then N timed runs each, alternating so that noise on a shared machine hits
@@ -29,7 +30,7 @@ GENTOOL = str(Path(sys.executable).with_name("gentool"))
 
 def wall(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
@@ -53,6 +54,8 @@ def main() -> None:
             )
         commands = {
             "sample": [GENTOOL, "sample", artifact, "-n", "1", "-o", f"{tmp}/x.png"],
+            "models --json": [GENTOOL, "models", "--json"],
+            "runs": [GENTOOL, "runs"],
             "torch": [sys.executable, "-c", "import torch"],
         }
         for cmd in commands.values():
@@ -66,6 +69,7 @@ def main() -> None:
     ratio = median(t) / median(s)
     rows = [
         ["gentool sample EXPORT -n 1 -o OUT.png", f"{median(s):.3f}", f"{min(s):.3f}", "<= 0.6 s", met(median(s) <= 0.6)],
+        *([f"gentool {name}", f"{median(times[name]):.3f}", f"{min(times[name]):.3f}", "", ""] for name in ("models --json", "runs")),
         ['python -c "import torch"', f"{median(t):.3f}", f"{min(t):.3f}", "", ""],
         ["ratio of medians (torch / sample)", f"{ratio:.2f}x", "", ">= 4x", met(ratio >= 4)],
     ]
