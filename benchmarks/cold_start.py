@@ -2,7 +2,7 @@
 
 Measured: wall time of whole fresh processes, from spawn to exit, of
   gentool sample EXPORT -n 1 -o OUT.png      (onnxruntime + numpy + PIL, no torch)
-  gentool models --json, gentool runs        (the torch-free listings)
+  gentool models --json, gentool runs        (the torch-free listings; one run to list)
   python -c "import torch"
 both from this venv (sys.executable and the `gentool` script beside it). One untimed run of each
 warms the page cache, then N timed runs each, alternating so that noise on a shared machine hits
@@ -28,9 +28,9 @@ from common import machine, met, table
 GENTOOL = str(Path(sys.executable).with_name("gentool"))
 
 
-def wall(cmd: list[str]) -> float:
+def wall(cmd: list[str], cwd: str) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     return time.perf_counter() - start
 
 
@@ -44,9 +44,9 @@ def main() -> None:
     runs = 2 if args.quick else args.runs
 
     with tempfile.TemporaryDirectory() as tmp:
-        artifact = args.artifact
+        artifact = args.artifact and str(Path(args.artifact).resolve())  # the commands run in tmp
         if artifact is None:
-            artifact = f"{tmp}/run"
+            artifact = f"{tmp}/runs/vae-mnist"  # where `gentool runs` (run in tmp) finds it
             print("training a tiny mlp VAE to sample from ...", file=sys.stderr)
             subprocess.run(
                 [GENTOOL, "train", "vae", "--arch", "mlp", "--data", "mnist", "--limit", "512", "--epochs", "1", "--out", artifact],
@@ -59,11 +59,11 @@ def main() -> None:
             "torch": [sys.executable, "-c", "import torch"],
         }
         for cmd in commands.values():
-            wall(cmd)
+            wall(cmd, tmp)
         times = {name: [] for name in commands}
         for _ in range(runs):
             for name, cmd in commands.items():
-                times[name].append(wall(cmd))
+                times[name].append(wall(cmd, tmp))
 
     s, t = times["sample"], times["torch"]
     ratio = median(t) / median(s)
