@@ -361,7 +361,7 @@ def _sample_quality(run: str, data: str | None, samples: int | None, features: s
 
         plots.check_target(plot)
     network, name = quality.feature_network(wanted, device.value)
-    rows = [quality.evaluate_generator(art, samples, seed, network, name, data, t) for t in truncations]
+    rows = quality.evaluate_truncations(art, samples, seed, network, name, data, truncations)
     if len(rows) > 1:
         rows = [{**row, "truncation": t} for row, t in zip(rows, truncations)]
     heading = f"gentool FID ({name} features): {samples} samples of {run} against {rows[0]['data']} test"

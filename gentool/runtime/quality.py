@@ -109,22 +109,31 @@ def evaluate_generator(graphs: Graphs, n: int, seed: int, network: Artifact, net
     """`n` samples drawn with the artifact's own sampler (latent values within +-`truncation` when
     given, reported as `truncation`) against its data's test split (or `data_name`'s), with the floor
     `fid_train_vs_test`: the first min(n, test size) real training images against the test split."""
+    return evaluate_truncations(graphs, n, seed, network, network_name, data_name, [truncation])[0]
+
+
+def evaluate_truncations(graphs: Graphs, n: int, seed: int, network: Artifact, network_name: str, data_name: str | None,
+                         truncations: list[float | None]) -> list[dict]:
+    """`evaluate_generator` for each truncation, the real features and the floor taken once."""
     data_name = data_name or graphs.meta.get("data")
     if not data_name:
         raise UsageError("this artifact does not say what data it was trained on: pass --data")
-    labels = conditional_labels(graphs, n)
-    with progress.stage(f"drawing {n} samples"):
-        images = verbs.find(graphs, "sample")(graphs, n, seed, labels, truncation=truncation)
+    sample, labels = verbs.find(graphs, "sample"), conditional_labels(graphs, n)  # usage errors before the long part
     key = network_key(network)
     with progress.stage(f"features of the real {data_name} images"):
         test = split_features(network, key, data_name, "test")
         train = split_features(network, key, data_name, "train", min(n, len(test)))
-    fake, logits = features(network, images)
-    with progress.stage("fid, kid, precision, recall, density, coverage"):
-        floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
-        return {"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
-                **({} if truncation is None else {"truncation": truncation}),
-                **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor}
+    floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
+    rows = []
+    for truncation in truncations:
+        with progress.stage(f"drawing {n} samples"):
+            images = sample(graphs, n, seed, labels, truncation=truncation)
+        fake, logits = features(network, images)
+        with progress.stage("fid, kid, precision, recall, density, coverage"):
+            rows.append({"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
+                         **({} if truncation is None else {"truncation": truncation}),
+                         **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor})
+    return rows
 
 
 def can_sample(graphs: Graphs) -> bool:
