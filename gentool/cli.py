@@ -294,12 +294,10 @@ def evaluate(
     """Metrics of a trained model on a data split, or (--samples, an export, a GAN) the quality of its samples.
 
     The table goes to stdout (`--json`: one object); what it is computing, to stderr."""
-    path = Path(run)
-    if not path.exists() and "/" not in run:
-        from gentool import runs
+    from gentool import runs
 
-        path = runs.newest(run, "model.safetensors", "a checkpoint")
-        run = str(path)
+    path = runs.resolve(run, "model.safetensors", "a checkpoint")
+    run = str(path)
     if samples is not None or truncation is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _only_generates(run):
         if iw_samples is not None or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
             raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --noise-level, --anomaly, --probe, --limit and --split")
@@ -444,9 +442,7 @@ def export(
     from gentool import checkpoint, runs
     from gentool.export import OPSET, export as run_export
 
-    path = Path(run)
-    if not path.exists():
-        path = runs.newest(run, checkpoint.WEIGHTS, "a checkpoint")
+    path = runs.resolve(run, checkpoint.WEIGHTS, "a checkpoint")
     model, meta = checkpoint.load(path)
     target = out or (path if path.is_dir() else path.parent)
     differences = run_export(model, meta, target, opset or OPSET)
@@ -471,9 +467,7 @@ def plot_figure(
 
     if out is not None:
         plots.check_target(out)
-    path = Path(run)
-    if not path.exists() and "/" not in run:
-        path = runs.newest(run, "metrics.jsonl" if not latent else "encoder.onnx", "training metrics" if not latent else "an encoder")
+    path = runs.resolve(run, "encoder.onnx" if latent else "metrics.jsonl", "an encoder" if latent else "training metrics")
     if not latent:
         if limit is not None or data is not None:
             raise UsageError("--limit and --data go with --latent")

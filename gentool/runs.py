@@ -70,11 +70,17 @@ def release_if_unused(path: Path) -> None:
         (path / CLAIM).unlink()
 
 
+def resolve(spec: str, holding: str, what: str) -> Path:
+    """`spec` as a path when it exists, else a bare model name's newest run (`newest`)."""
+    path = Path(spec)
+    return path if path.exists() else newest(spec, holding, what)
+
+
 def newest(name: str, holding: str, what: str) -> Path:
     """The most recently modified run of model `name` that holds a file matching `holding`; which
     one it took is said on stderr, so that a quick smoke run is never used unnoticed."""
-    candidates = [p for p in ROOT.glob(f"{name}-*") if p.is_dir() and any(p.glob(holding))]
-    if "/" in name or not candidates:
+    candidates = [] if "/" in name else [p for p in ROOT.glob(f"{name}-*") if p.is_dir() and any(p.glob(holding))]
+    if not candidates:
         raise UsageError(f"'{name}' is not a file or directory, and no run of a model '{name}' with {what} is in {ROOT}/")
     found = max(candidates, key=lambda p: p.stat().st_mtime)
     others = f", the newest of {len(candidates)} (`gentool runs {name}` lists them)" if len(candidates) > 1 else ""
