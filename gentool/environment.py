@@ -84,7 +84,8 @@ def report() -> dict:
     from gentool import __version__, data, runs
     from gentool.runtime import quality
 
-    datasets = {name: (str(data.dataset_dir(name)) if data.has_all_files(data.dataset_dir(name)) else None) for name in data.CLASSES}
+    folders = {name: data.dataset_dir(name) for name in data.CLASSES}
+    datasets = {name: str(folder) if data.has_all_files(folder) else None for name, folder in folders.items()}
     return {
         "gentool": __version__,
         "python": platform.python_version(),

@@ -121,17 +121,17 @@ def _last_metrics(run: Path) -> dict:
 def listing(model: str | None = None) -> list[dict]:
     """Every run under ROOT (of `model` only, if given), newest first: its directory, model, data,
     epochs done and asked for, the last epoch's test loss and quick FID, its graphs and when it last changed."""
-    rows = []
+    found = []
     for run in ROOT.glob("*") if ROOT.is_dir() else []:
         meta = checkpoint_meta(run / "model.safetensors") if run.is_dir() else None
         if meta is None or (model and meta.get("model") != model):
             continue
-        last = _last_metrics(run)
-        rows.append({
+        last, modified = _last_metrics(run), run.stat().st_mtime
+        found.append((modified, {
             "run": str(run), "model": meta.get("model"), "data": meta.get("data"),
             "epoch": meta.get("epoch"), "epochs": meta.get("train", {}).get("epochs"),
             "test_loss": last.get("test_loss"), "fid_1k": last.get("fid_1k"),
             "graphs": sorted(p.stem for p in run.glob("*.onnx")),
-            "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.stat().st_mtime)), "mtime": run.stat().st_mtime,
-        })
-    return [{k: v for k, v in row.items() if k != "mtime"} for row in sorted(rows, key=lambda r: -r["mtime"])]
+            "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(modified)),
+        }))
+    return [row for _, row in sorted(found, key=lambda pair: -pair[0])]

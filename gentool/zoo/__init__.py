@@ -8,6 +8,7 @@ without torch; `python -m gentool.zoo` writes it anew, and a test checks it agai
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 from pathlib import Path
@@ -54,10 +55,12 @@ def entry(cls) -> dict:
 
 def write_catalog() -> None:
     CATALOG.write_text(json.dumps({name: entry(cls) for name, cls in sorted(families().items())}, indent=1) + "\n")
+    catalog.cache_clear()
 
 
+@functools.cache
 def catalog() -> dict[str, dict]:
-    """Every family's `entry`, read from `catalog.json` (torch-free)."""
+    """Every family's `entry`, read once from `catalog.json` (torch-free)."""
     return json.loads(CATALOG.read_text())
 
 
