@@ -123,13 +123,12 @@ def provenance(art) -> dict[str, str]:
     the artifact's graphs (a hash of the weights, epoch and step): enough to draw it again."""
     from typer._click.globals import get_current_context  # Typer 0.26+ bundles click, with no public accessor
 
-    from gentool import __version__
+    from gentool import images
 
     ctx = get_current_context()
     arguments = {k: v.value if isinstance(v, Enum) else v for k, v in ctx.params.items()
                  if v is not None and k not in ("out", "device", "nrow")}
-    made = {"version": __version__, "verb": ctx.info_name, **arguments, "origin": art.meta.get("origin")}
-    return {"Software": f"gentool {__version__}", "gentool": json.dumps(made, default=str)}
+    return images.made_by(ctx.info_name, **arguments, origin=art.meta.get("origin"))
 
 
 def _write(art, image_batch, out: str | None, nrow: int | None = None) -> None:

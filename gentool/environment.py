@@ -91,7 +91,7 @@ def report() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "packages": {name: _version(name) for name in PACKAGES if _version(name)},
+        "packages": {name: version for name in PACKAGES if (version := _version(name))},
         "onnxruntime": onnxruntime_report(),
         "torch": torch_report(),
         "data_dir": str(data.data_dir()) + ("" if os.environ.get("GENTOOL_DATA_DIR") else " (GENTOOL_DATA_DIR not set)"),

@@ -14,6 +14,7 @@ Sizes in notes are written width x height, as image viewers show them.
 """
 
 import io
+import json
 import math
 import struct
 import zlib
@@ -137,6 +138,15 @@ def _encode_jpeg(image: np.ndarray, text: dict[str, str] | None = None) -> bytes
     Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0).copy()).save(
         buffer, "JPEG", quality=95, comment=(text or {}).get("gentool", "").encode("latin-1", "replace"))
     return buffer.getvalue()
+
+
+def made_by(verb: str, **fields) -> dict[str, str]:
+    """The PNG text of an image gentool made: `Software`, and `gentool`, a JSON object with the
+    version, the verb and `fields` (what it needs to be made again)."""
+    from gentool import __version__
+
+    made = {"version": __version__, "verb": verb, **fields}
+    return {"Software": f"gentool {__version__}", "gentool": json.dumps(made, default=str)}
 
 
 def write_image(image: np.ndarray, dest: str | None, text: dict[str, str] | None = None) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gentool import __version__, checkpoint, data as datasets, distributed, files, images, noise, runs
+from gentool import checkpoint, data as datasets, distributed, files, images, noise, runs
 from gentool.errors import UsageError
 from gentool.graphs import TorchGraphs
 from gentool.progress import Reporter, deferred_interrupt
@@ -213,8 +213,7 @@ def write_grids(model, graphs, run_dir: Path, epoch: int, test_images: np.ndarra
     grid_dir = run_dir / "grids"
     grid_dir.mkdir(exist_ok=True)
     for name, batch in model.preview(graphs, test_images, seed).items():
-        made = {"version": __version__, "verb": "train", "grid": name, "run": str(run_dir), "epoch": epoch, "seed": seed}
-        text = {"Software": f"gentool {__version__}", "gentool": json.dumps(made)}
+        text = images.made_by("train", grid=name, run=str(run_dir), epoch=epoch, seed=seed)
         images.write_image(images.make_grid(batch, nrow=8), str(grid_dir / f"{name}-{epoch:03d}.png"), text)
 
 
