@@ -116,11 +116,17 @@ def load(path: Path, device: str | torch.device = "cpu"):
     return _build(meta, load_file(str(weights_path(path))), path, device), meta
 
 
+def data_size(meta: dict) -> tuple[int, int] | None:
+    """The (H, W) a run resizes its images to as they load (`train --size`), or None."""
+    size = meta["train"].get("size")
+    return tuple(size) if size else None
+
+
 def load_with_split(path: Path, data: str | None, split: str, limit: int | None, device="cpu"):
-    """(model, metadata, dataset): a checkpoint and a split of `data` (default: the run's own data),
-    checked to have the model's image shape."""
+    """(model, metadata, dataset): a checkpoint and a split of `data` (default: the run's own data,
+    resized as the run's were), checked to have the model's image shape."""
     model, meta = load(path, device)
-    dataset = datasets.load(data or meta["data"], split, limit)
+    dataset = datasets.load(data or meta["data"], split, limit, data_size(meta))
     return model, meta, datasets.check_shape(dataset, meta["image_shape"], split)
 
 

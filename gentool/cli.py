@@ -8,6 +8,7 @@ for usage and input errors, 1 for failures while running (`--debug` shows the tr
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from enum import Enum
@@ -36,7 +37,7 @@ class Device(str, Enum):
 
 DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when it really works; cuda without it is an error.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for every random draw: same seed, same output.")]
-OutOpt = Annotated[Optional[str], typer.Option("-o", "--out", help="Output file; '-' or omitted: stdout (not a terminal).")]
+OutOpt = Annotated[Optional[str], typer.Option("-o", "--out", help="Output file (.png, .jpg); a folder or a path ending in '/': one PNG per image; '-' or omitted: stdout (not a terminal).")]
 ArtifactArg = Annotated[str, typer.Argument(help="A run directory, an export directory, an .onnx file, or a model name (its newest run).")]
 
 
@@ -117,10 +118,11 @@ def _read_any_size(artifact, path: str):
     return x
 
 
-def provenance(art) -> dict[str, str]:
+def provenance(art, **extra) -> dict[str, str]:
     """What made an image, for its PNG tEXt chunks: `Software`, and `gentool`, a JSON object with the
-    version, the verb, its arguments (all but where the output goes and the device) and the origin of
-    the artifact's graphs (a hash of the weights, epoch and step): enough to draw it again."""
+    version, the verb, its arguments (all but where the output goes and the device), the origin of
+    the artifact's graphs (a hash of the weights, epoch and step) and `extra` (which image of several
+    a file holds): enough to draw it again."""
     from typer._click.globals import get_current_context  # Typer 0.26+ bundles click, with no public accessor
 
     from gentool import images
@@ -128,16 +130,21 @@ def provenance(art) -> dict[str, str]:
     ctx = get_current_context()
     arguments = {k: v.value if isinstance(v, Enum) else v for k, v in ctx.params.items()
                  if v is not None and k not in ("out", "device", "nrow")}
-    return images.made_by(ctx.info_name, **arguments, origin=art.meta.get("origin"))
+    return images.made_by(ctx.info_name, **arguments, origin=art.meta.get("origin"), **extra)
 
 
 def _write(art, image_batch, out: str | None, nrow: int | None = None) -> None:
     """One image as it is, several as a grid (`nrow` per row, at most as many as there are), with
-    its provenance."""
+    its provenance; an `out` that is a folder (or ends in '/') gets one PNG per image instead."""
     from gentool import images
 
     if nrow is not None:
         _positive("--nrow", nrow)
+    if images.is_folder(out):
+        paths = images.write_folder(image_batch, out, lambda i: provenance(art, image=i))
+        _err(f"wrote {len(paths)} image{'s' * (len(paths) > 1)} to {out}: "
+             + (paths[0].name if len(paths) == 1 else f"{paths[0].name} to {paths[-1].name}"))
+        return
     many = len(image_batch) > 1
     image = images.make_grid(image_batch, nrow=min(nrow, len(image_batch)) if nrow else None) if many else image_batch[0]
     images.write_image(image, out, provenance(art))
@@ -172,6 +179,7 @@ def train(
     limit: Annotated[Optional[int], typer.Option(help="Train on the first N examples only (and take the per-epoch test loss on the first N test images).")] = None,
     binarize: Annotated[bool, typer.Option(help="Dynamically binarized pixels (NLLs comparable with binarized-MNIST tables).")] = False,
     classes: Annotated[Optional[str], typer.Option(help="Train on these classes only (names or indices, e.g. 3 or 3,5); the others are anomalies for `evaluate --anomaly`.")] = None,
+    size: Annotated[Optional[str], typer.Option(metavar="H[xW]", help="Resize every image to H x W pixels as it loads (Lanczos; done once, then cached): images of mixed sizes, or sides the model cannot take.")] = None,
     show_help: Annotated[bool, typer.Option("--help", "-h", help="Show this message (with MODEL: and the model's own options) and exit.")] = False,
 ) -> None:
     """Train a model: evaluates each epoch and exports ONNX at the end.
@@ -189,13 +197,14 @@ def train(
         raise typer.Exit()
     _needs_torch("train")
     from gentool import train as training
+    from gentool.data import parse_size
 
     if model is None and resume is None and init is None:
         raise UsageError("name a model to train (e.g. `gentool train vae --data mnist`), --resume a run or --init from one")
     if limit is not None:
         _positive("--limit", limit)
     extra = list(ctx.args)
-    if resume and (extra or model or data or classes):
+    if resume and (extra or model or data or classes or size):
         raise UsageError("--resume continues a run with its own settings; only --epochs and --device may be given")
     if init and (resume or extra):
         raise UsageError("--init takes the model and its options from the run it starts from; it cannot be combined with --resume or model options")
@@ -203,7 +212,7 @@ def train(
         training.Options(
             model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
             device=device.value, out=out, resume=resume, init=init, limit=limit, binarize=binarize, hparam_args=tuple(extra),
-            classes=classes,
+            classes=classes, size=parse_size(size) if size else None,
         )
     )
     if run_dir is not None:  # None in the processes of rank > 0 under torchrun
@@ -278,6 +287,7 @@ def evaluate(
     data: Annotated[Optional[str], typer.Option(help="Evaluate on other data (default: the run's).")] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples K for iw_nll_nats (default 100; 0 skips it).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="The slow figures on the whole split: a vae's iw_nll_nats (default: the first 1,000 images, reported as iw_images), a cae's jacobian_fro (first 250).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Use the first N examples only.")] = None,
     noise_level: Annotated[Optional[float], typer.Option(help="dae: corrupt the split at this level (default: the model's).")] = None,
     anomaly: Annotated[bool, typer.Option("--anomaly", help="One-class protocol: AUROC of `score` on the split, the run's --classes being normal.")] = False,
@@ -298,8 +308,8 @@ def evaluate(
     path = runs.resolve(run, "model.safetensors", "a checkpoint")
     run = str(path)
     if samples is not None or truncation is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _only_generates(run):
-        if iw_samples is not None or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
-            raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --noise-level, --anomaly, --probe, --limit and --split")
+        if iw_samples is not None or full or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
+            raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --full, --noise-level, --anomaly, --probe, --limit and --split")
         _sample_quality(run, data, samples, features, _truncations(truncation), seed, device, as_json, plot)
         return
     _needs_torch("evaluate")
@@ -318,7 +328,7 @@ def evaluate(
 
         plots.check_target(plot)
     result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe, plot,
-                            iw_samples=iw_samples, noise_level=noise_level)
+                            iw_samples=iw_samples, noise_level=noise_level, full=full or None)
     _report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
 
 
@@ -419,12 +429,13 @@ def fid(
 
     features = features or next((n for n in (reference.split(":")[0], samples.split(":")[0]) if n in quality.BUNDLED_FEATURES), None)
     if features is None:
-        raise UsageError("name the feature network: --features mnist, fashion-mnist or PATH.onnx")
+        raise UsageError("name the feature network: --features mnist (for digits), fashion-mnist (for clothing), or PATH.onnx "
+                         "for other images (the features.onnx of `gentool train classifier --data YOUR-DATA`)")
     network, name = quality.feature_network(features, device.value)
     if limit is not None:
         _positive("--limit", limit)
     sets = [data.image_set(spec, limit) for spec in (reference, samples)]
-    real, fake = (quality.features(network, s.images / np.float32(255)) for s in sets)
+    real, fake = (quality.features(network, _conformed(s, network.image_shape) / np.float32(255)) for s in sets)
     result = {"features": name, "n_reference": len(sets[0]), "n_samples": len(sets[1]), **quality.compare(real[0], fake[0], fake[1], seed=seed)}
     _report(result, f"gentool FID ({name} features): {samples} against {reference}", as_json)
 
@@ -603,7 +614,8 @@ def interpolate(
     else:
         if not ends or len(ends) != 2:
             raise UsageError("interpolate needs two images A B (or --seeds A,B)")
-        start, end = latent.code_of(verbs.find(art, "encode")(art, _read(art, ends)))
+        encode = verbs.find(art, "encode", "interpolate A B")
+        start, end = latent.code_of(encode(art, _read(art, ends)))
     _write(art, run(art, start, end, steps, slerp, _labels(art, label, steps)), out, nrow=steps)
 
 
@@ -614,6 +626,16 @@ def _seed_list(option: str, text: str) -> list[int]:
         raise UsageError(f"{option} takes seeds 'A,B,...', got '{text}'") from None
 
 
+def _conformed(dataset, shape):
+    """A dataset's uint8 images in the channels and size a network takes, with a note per conversion."""
+    from gentool import images
+
+    converted, notes = images.conform(dataset.images, shape, dataset.name)
+    for note in notes:
+        _err(f"note: {note}")
+    return converted
+
+
 def _term_codes(art, spec: str):
     """The codes of an arithmetic term's images: one image file, or a set (folder, .npy/.npz, dataset split)."""
     import numpy as np
@@ -621,12 +643,11 @@ def _term_codes(art, spec: str):
     from gentool import data, images
     from gentool.runtime import latent, verbs
 
-    encode = verbs.find(art, "encode")
+    encode = verbs.find(art, "encode", "arithmetic --plus/--minus IMAGES")
     if Path(spec).suffix.lower() in images.FORMATS:
         x = _read(art, [spec])
     else:
-        found = data.check_shape(data.image_set(spec), art.image_shape, spec)
-        x = found.images / np.float32(255)
+        x = _conformed(data.image_set(spec), art.image_shape) / np.float32(255)
     return latent.code_of(encode(art, x))
 
 
@@ -744,10 +765,23 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
+# Folders named by the environment; a relative one means the folder the user named from where they were.
+DIRECTORY_VARIABLES = ("GENTOOL_DATA_DIR", "GENTOOL_CACHE_DIR")
+
+
+def _pin_directories() -> None:
+    """Make a relative $GENTOOL_DATA_DIR or $GENTOOL_CACHE_DIR absolute once, at start-up, so that
+    whatever gentool starts later (torchrun's workers, a process in another folder) reads the same one."""
+    for name in DIRECTORY_VARIABLES:
+        if os.environ.get(name):
+            os.environ[name] = os.path.abspath(os.path.expanduser(os.environ[name]))
+
+
 def main() -> None:
     from gentool.files import guard_standard_streams
 
     guard_standard_streams()
+    _pin_directories()
     signal.signal(signal.SIGTERM, _terminated)
     try:
         code = app(standalone_mode=False)

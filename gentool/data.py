@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gentool import files, images as image_io
+from gentool import files, images as image_io, progress
 from gentool.errors import UsageError
 
 SPLITS = ("train", "test")
@@ -136,30 +136,97 @@ def dataset_dir(name: str) -> Path:
     return data_dir() / name
 
 
-def load(spec: str, split: str = "train", limit: int | None = None) -> Dataset:
-    """Load a named dataset or a path (see the module docstring); `limit` keeps the first N."""
+def load(spec: str, split: str = "train", limit: int | None = None, size: tuple[int, int] | None = None) -> Dataset:
+    """Load a named dataset or a path (see the module docstring); `limit` keeps the first N. With
+    `size` (H, W) every image is resized to it (Lanczos) as it loads, and the result is cached."""
     if split not in (*SPLITS, ALL):
         raise UsageError(f"unknown split '{split}': use train or test")
     if limit is not None and limit < 1:
         raise UsageError(f"limit must be at least 1, not {limit}")
-    path = Path(spec).expanduser()
-    if spec in CLASSES:
-        dataset = _load_named(spec, split)
-    elif path.is_dir():
-        dataset = _load_folder(path, split)
-    elif path.is_file() and path.suffix.lower() in (".npy", ".npz"):
-        dataset = _load_arrays(path, split)
-    elif "+" in spec and not path.exists():
-        dataset = _join(spec, split)
-    elif path.exists():
-        raise UsageError(f"cannot load '{spec}': use a folder of images or a .npy/.npz file")
-    else:
-        raise UsageError(
-            f"unknown dataset '{spec}': use mnist, fashion-mnist, a folder of images, or a .npy/.npz file"
-        )
+    dataset = _read_source(spec, split, None) if size is None else _resized(spec, split, tuple(size))
     if len(dataset) == 0:
         raise UsageError(f"dataset '{dataset.name}' has no {split} examples")
     return dataset if limit is None else _select(dataset, slice(limit))
+
+
+def _read_source(spec: str, split: str, size: tuple[int, int] | None) -> Dataset:
+    path = Path(spec).expanduser()
+    if spec in CLASSES:
+        return _fit(_load_named(spec, split), size)
+    if path.is_dir():
+        return _load_folder(path, split, size)
+    if path.is_file() and path.suffix.lower() in (".npy", ".npz"):
+        return _fit(_load_arrays(path, split), size)
+    if "+" in spec and not path.exists():
+        return _join(spec, split, size)
+    if path.exists():
+        raise UsageError(f"cannot load '{spec}': use a folder of images or a .npy/.npz file")
+    raise UsageError(f"unknown dataset '{spec}': use mnist, fashion-mnist, a folder of images, or a .npy/.npz file")
+
+
+MAX_SIDE = 4096  # the largest --size a training resizes to
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`--size` 'H' or 'HxW' -> (H, W)."""
+    try:
+        sides = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        sides = ()
+    if len(sides) not in (1, 2) or not all(1 <= side <= MAX_SIDE for side in sides):
+        raise UsageError(f"--size takes H or HxW in pixels (each 1 to {MAX_SIDE}), e.g. 32 or 32x48; got '{text}'")
+    return (sides[0], sides[-1])
+
+
+def cache_dir() -> Path:
+    """What gentool computes once and keeps (real features, resized datasets): $GENTOOL_CACHE_DIR,
+    else the user cache directory."""
+    if os.environ.get("GENTOOL_CACHE_DIR"):
+        return Path(os.environ["GENTOOL_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gentool"
+
+
+def signature(spec: str) -> list:
+    """What a source's content depends on, for the cache: each file's path, size and modification time."""
+    if "+" in spec and not Path(spec).expanduser().exists():
+        return [signature(part) for part in spec.split("+")]
+    path = dataset_dir(spec) if spec in CLASSES else Path(spec).expanduser().resolve()
+    found = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return [spec] + [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in found if p.is_file()]
+
+
+def _resized(spec: str, split: str, size: tuple[int, int]) -> Dataset:
+    """The split with every image resized to `size`: done once, then read from the cache."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps([signature(spec), split, size]).encode()).hexdigest()[:24]
+    path = cache_dir() / "resized" / f"{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as saved:
+            labels = saved["labels"] if "labels" in saved.files else None
+            classes = json.loads(str(saved["classes"])) if "classes" in saved.files else None
+            return Dataset(saved["images"], labels, str(saved["name"]), classes)
+    with progress.stage(f"resizing the {split} images of {spec} to {size[0]}x{size[1]} (once: they are cached)"):
+        dataset = _read_source(spec, split, size)
+    arrays = {"images": dataset.images, "name": np.array(dataset.name)}
+    if dataset.labels is not None:
+        arrays["labels"] = dataset.labels
+    if dataset.classes is not None:
+        arrays["classes"] = np.array(json.dumps(dataset.classes))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with files.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return dataset
+
+
+def _fit(dataset: Dataset, size: tuple[int, int] | None) -> Dataset:
+    """The dataset with its images resized to `size` (Lanczos); as it is for None."""
+    if size is None:
+        return dataset
+    images, _ = image_io.conform(dataset.images, (dataset.images.shape[1], *size), dataset.name)
+    return replace(dataset, images=images)
 
 
 def image_set(spec: str, limit: int | None = None) -> Dataset:
@@ -219,11 +286,11 @@ def _holdout(dataset: Dataset, split: str) -> Dataset:
     return _select(dataset, np.sort(order[: n // 10] if split == "test" else order[n // 10 :]))
 
 
-def _join(spec: str, split: str) -> Dataset:
+def _join(spec: str, split: str, size: tuple[int, int] | None) -> Dataset:
     names = spec.split("+")
     if "" in names:
         raise UsageError(f"cannot join '{spec}': name a source on each side of '+'")
-    parts = [load(name, split) for name in names]
+    parts = [_read_source(name, split, size) for name in names]
     if len({part.image_shape for part in parts}) > 1:
         shapes = ", ".join(f"{name} {list(part.image_shape)}" for name, part in zip(names, parts))
         raise UsageError(f"cannot join '{spec}': its images differ in shape ({shapes})")
@@ -351,20 +418,21 @@ def _image_files(folder: Path) -> list[Path]:
     )
 
 
-def _load_folder(root: Path, split: str) -> Dataset:
+def _load_folder(root: Path, split: str, size: tuple[int, int] | None) -> Dataset:
     name = root.resolve().name
     if {"train", "test"} <= {p.name for p in _subfolders(root)}:
         classes = sorted({p.name for s in SPLITS for p in _subfolders(root / s)}) or None
-        return _both(lambda s: Dataset(*_read_folder(root / s, classes), name, classes), split)
+        return _both(lambda s: Dataset(*_read_folder(root / s, classes, size), name, classes), split)
     classes = [p.name for p in _subfolders(root)] or None
     empty = [c for c in classes or [] if not _image_files(root / c)]
     if empty:
         raise UsageError(f"'{root}': the class folder '{empty[0]}' holds no PNG/JPEG images (each sub-folder is a class)")
-    return _holdout(Dataset(*_read_folder(root, classes), name, classes), split)
+    return _holdout(Dataset(*_read_folder(root, classes, size), name, classes), split)
 
 
-def _read_folder(folder: Path, classes: list[str] | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode every image (grayscale if all are, else RGB); all must have one size."""
+def _read_folder(folder: Path, classes: list[str] | None, size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode every image (grayscale if all are, else RGB), each resized to `size` when given;
+    without it all must have one size."""
     if classes:
         loose = _image_files(folder)
         if loose:
@@ -381,11 +449,12 @@ def _read_folder(folder: Path, classes: list[str] | None) -> tuple[np.ndarray, n
         raise UsageError(f"no PNG/JPEG images found in '{folder}'")
     arrays = []
     for path in paths:
-        image = image_io.to_uint8(image_io.read_image(str(path), None)[0])
+        image = image_io.to_uint8(image_io.read_image(str(path), None, size)[0])
         if arrays and image.shape[1:] != arrays[0].shape[1:]:
             (h, w), (h0, w0) = image.shape[1:], arrays[0].shape[1:]
             raise UsageError(
-                f"'{path}' is {w}x{h} but '{paths[0]}' is {w0}x{h0}: all images must have one size"
+                f"'{path}' is {w}x{h} but '{paths[0]}' is {w0}x{h0}: all images must have one size "
+                "(`gentool train --size H[xW]` resizes them as they load)"
             )
         arrays.append(image)
     channels = max(len(a) for a in arrays)

@@ -82,7 +82,6 @@ def torch_report() -> dict | None:
 
 def report() -> dict:
     from gentool import __version__, data, runs
-    from gentool.runtime import quality
 
     folders = {name: data.dataset_dir(name) for name in data.CLASSES}
     datasets = {name: str(folder) if data.has_all_files(folder) else None for name, folder in folders.items()}
@@ -96,7 +95,7 @@ def report() -> dict:
         "torch": torch_report(),
         "data_dir": str(data.data_dir()) + ("" if os.environ.get("GENTOOL_DATA_DIR") else " (GENTOOL_DATA_DIR not set)"),
         "datasets": datasets,
-        "cache_dir": str(quality.cache_dir()),
+        "cache_dir": str(data.cache_dir()),
         "runs": f"{len(runs.listing())} in {runs.ROOT.resolve()}",
         "executable": sys.executable,
     }

@@ -10,12 +10,14 @@ Reading converts whatever PIL opens, and reports each lossy or shape-changing co
 - RGB becomes grayscale with the ITU-R 601-2 luma (PIL's "L" conversion) when one channel is asked;
 - grayscale becomes RGB by repeating the channel when three are asked;
 - an image whose size differs from the requested (H, W) is resized with a Lanczos filter.
-Sizes in notes are written width x height, as image viewers show them.
+Writing takes one image (a grid of several) to a file or stdout, or each image to its own PNG in a
+folder. Sizes in notes are written width x height, as image viewers show them.
 """
 
 import io
 import json
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -96,6 +98,35 @@ def read_images(
     return np.stack(images), notes
 
 
+def conform(batch: np.ndarray, shape, name: str) -> tuple[np.ndarray, list[str]]:
+    """A uint8 batch (N, C, H, W) in the channels and size of `shape` (C, H, W), converted as
+    `read_image` converts one image (luma for grayscale, repeated gray for RGB, Lanczos to resize),
+    with a note per kind of conversion made."""
+    from PIL import Image
+
+    c, h, w = shape
+    n, c0, h0, w0 = batch.shape
+    notes = []
+    if c0 != c:
+        notes.append(f"{name}: {'RGB converted to grayscale' if c == 1 else 'grayscale repeated to RGB'}")
+    if (h0, w0) != (h, w):
+        notes.append(f"{name}: resized {w0}x{h0} -> {w}x{h}")
+    if not notes:
+        return batch, notes
+    if c0 == 1 and c == 3:
+        batch = np.repeat(batch, 3, axis=1)
+    out = np.empty((n, c, h, w), np.uint8)
+    for i, image in enumerate(batch):
+        picture = Image.fromarray(image[0] if len(image) == 1 else image.transpose(1, 2, 0))
+        if c == 1:
+            picture = picture.convert("L")
+        if (h0, w0) != (h, w):
+            picture = picture.resize((w, h), Image.Resampling.LANCZOS)
+        pixels = np.asarray(picture)
+        out[i] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return out, notes
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Float values in [0, 1] to uint8, rounding and clipping."""
     return np.clip(np.rint(np.asarray(image, np.float32) * 255), 0, 255).astype(np.uint8)
@@ -160,6 +191,28 @@ def write_image(image: np.ndarray, dest: str | None, text: dict[str, str] | None
     if suffix not in FORMATS and not (files.is_special(Path(dest)) and not suffix):
         raise UsageError(f"unsupported output format '{suffix or dest}' (use .png or .jpg)")
     files.atomic_write(dest, _encode_jpeg(image, text) if FORMATS.get(suffix) == "JPEG" else encode_png(image, text))
+
+
+def is_folder(dest: str | None) -> bool:
+    """Whether an output names a folder (one file per image): an existing directory, or a path
+    ending in '/'."""
+    return dest is not None and (dest.endswith(("/", os.sep)) or Path(dest).is_dir())
+
+
+def write_folder(batch: np.ndarray, folder: str, text_of) -> list[Path]:
+    """Each (C, H, W) image of `batch` as its own PNG in `folder` (made if missing): 000.png, 001.png,
+    ... (as many digits as the last index needs, at least three), the i-th carrying `text_of(i)` as
+    its PNG text. Each file is written whole or not at all. Returns the paths."""
+    target = Path(folder)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the folder '{folder}': {exc.strerror or exc}") from None
+    width = max(3, len(str(len(batch) - 1)))
+    paths = [target / f"{i:0{width}d}.png" for i in range(len(batch))]
+    for i, (image, path) in enumerate(zip(batch, paths)):
+        files.atomic_write(path, encode_png(image, text_of(i)))
+    return paths
 
 
 def make_grid(

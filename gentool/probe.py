@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gentool import data as datasets, metrics
+from gentool import checkpoint, data as datasets, metrics
 from gentool.errors import UsageError
 from gentool.kmeans import kmeans
 
@@ -76,7 +76,7 @@ def evaluate_probe(model, meta: dict, dataset, per_class: int, data: str | None 
     graphs = TorchGraphs(model.eval(), meta)
     if not verbs.supports(graphs, "encode"):
         raise UsageError(f"--probe needs a model with codes; a {meta['model']} model has none")
-    train, test = datasets.load(data or meta["data"], "train"), dataset
+    train, test = datasets.load(data or meta["data"], "train", size=checkpoint.data_size(meta)), dataset
     if train.labels is None or test.labels is None:
         raise UsageError(f"--probe needs labelled data; '{test.name}' has no labels")
     chosen = per_class_sample(train.labels, per_class, seed)

@@ -7,13 +7,15 @@ import signal
 import sys
 import time
 
+HEARTBEAT = 60.0  # seconds between the plain progress lines written when stderr is not a terminal
+
 
 class Reporter:
     """A training's progress on stderr: on a terminal a Rich bar per epoch (steps, elapsed, time left,
     images per second, the losses); otherwise a plain line every HEARTBEAT seconds. Epoch summaries
     and other lines print above the bar."""
 
-    HEARTBEAT = 60.0
+    HEARTBEAT = HEARTBEAT
 
     def __init__(self, steps: int, batch_size: int, examples: int, enabled: bool = True):
         self.steps, self.batch_size, self.examples, self.enabled = steps, batch_size, examples, enabled
@@ -63,20 +65,38 @@ class Reporter:
 
 
 def track(iterable, description: str, total: int | None = None):
-    """`iterable`, with a transient Rich bar (count, elapsed time) on stderr when it is a terminal."""
+    """`iterable`, with a transient Rich bar (count, elapsed time) on stderr when it is a terminal;
+    otherwise a line when it starts and one every HEARTBEAT seconds (`stage`'s lines)."""
     if not sys.stderr.isatty():
-        return iterable
+        return _logged(iterable, description, total)
     from rich.console import Console
     from rich.progress import track as rich_track
 
     return rich_track(iterable, description=description, total=total, console=Console(stderr=True), transient=True)
 
 
+def _log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _logged(iterable, description: str, total: int | None):
+    started = last = time.perf_counter()
+    _log(f"{description} ...")
+    for done, item in enumerate(iterable):
+        now = time.perf_counter()
+        if now - last >= HEARTBEAT:
+            last = now
+            _log(f"{description}: {done}{f'/{total}' if total else ''} done, {now - started:.0f}s")
+        yield item
+
+
 @contextlib.contextmanager
 def stage(description: str):
-    """A transient spinner with the elapsed time on stderr while a step runs, when it is a terminal."""
+    """While a step runs: a transient spinner with the elapsed time on stderr when it is a terminal;
+    otherwise a line when it starts and one every HEARTBEAT seconds, so that a log shows what a long
+    evaluation is doing."""
     if not sys.stderr.isatty():
-        yield
+        yield from _logged_stage(description)
         return
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -84,6 +104,24 @@ def stage(description: str):
     with Progress(SpinnerColumn(), TextColumn(description), TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
         bar.add_task(description, total=None)
         yield
+
+
+def _logged_stage(description: str):
+    import threading
+
+    started, finished = time.perf_counter(), threading.Event()
+
+    def beat():
+        while not finished.wait(HEARTBEAT):
+            _log(f"{description}: {time.perf_counter() - started:.0f}s")
+
+    _log(f"{description} ...")
+    beating = threading.Thread(target=beat, daemon=True)
+    beating.start()
+    try:
+        yield
+    finally:
+        finished.set()
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -54,6 +54,7 @@ class Options:
     binarize: bool = False
     hparam_args: tuple[str, ...] = ()
     classes: str | None = None  # e.g. "3" or "3,5": train on these labels only
+    size: tuple[int, int] | None = None  # resize every image to (H, W) as it loads
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -97,12 +98,13 @@ def class_indices(spec: str, dataset: datasets.Dataset) -> list[int]:
     return sorted(indices)
 
 
-def training_set(data: str, limit: int | None, classes: str | list[int] | None):
-    """The training split, keeping only `classes` (a --classes spec or label indices) before `limit`.
+def training_set(data: str, limit: int | None, classes: str | list[int] | None, size=None):
+    """The training split (resized to `size` when given), keeping only `classes` (a --classes spec
+    or label indices) before `limit`.
 
     Returns the dataset and the label indices kept (None for all).
     """
-    dataset = datasets.load(data, "train", None if classes else limit)
+    dataset = datasets.load(data, "train", None if classes else limit, size)
     if not classes:
         return dataset, None
     if isinstance(classes, str):
@@ -142,7 +144,7 @@ def _setup(opts: Options, writer: bool = True):
         if writer:
             files.remove_stale_temps(run_dir)
         model.train()
-        train_set, _ = training_set(meta["data"], meta["train"]["limit"], meta["train"].get("classes"))
+        train_set, _ = training_set(meta["data"], meta["train"]["limit"], meta["train"].get("classes"), checkpoint.data_size(meta))
         return run_dir, model, meta, state, train_set
     start = None
     if opts.init:
@@ -163,7 +165,7 @@ def _setup(opts: Options, writer: bool = True):
         raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{train_cfg['lr_schedule']}'")
     if opts.data is None:
         raise UsageError("--data is required (e.g. --data mnist)")
-    train_set, kept = training_set(opts.data, opts.limit, opts.classes)
+    train_set, kept = training_set(opts.data, opts.limit, opts.classes, opts.size)
     torch.manual_seed(opts.seed)
     classes = len(train_set.classes) if train_set.classes else None
     model = cls(tuple(train_set.image_shape), hparams, classes)
@@ -171,7 +173,7 @@ def _setup(opts: Options, writer: bool = True):
         "model": cls.name,
         "hparams": model.hparams,  # with the defaults a family resolves from its other options
         "train": {**train_cfg, "binarize": opts.binarize, "limit": opts.limit, "classes": kept,
-                  "init": str(opts.init) if opts.init else None},
+                  "init": str(opts.init) if opts.init else None, "size": list(opts.size) if opts.size else None},
         "image_shape": list(train_set.image_shape),
         "data": opts.data,
         "data_name": train_set.name,
@@ -286,7 +288,8 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     bs, seed, binarize = cfg["batch_size"], meta["seed"], cfg["binarize"]
 
     datasets.check_shape(train_set, meta["image_shape"], "train")
-    test_set = datasets.check_shape(datasets.load(meta["data"], "test", cfg["limit"]), meta["image_shape"], "test")
+    test_set = datasets.load(meta["data"], "test", cfg["limit"], checkpoint.data_size(meta))
+    datasets.check_shape(test_set, meta["image_shape"], "test")
     preview_images = test_set.images[:PREVIEW_IMAGES] / np.float32(255)
     watch = fid_watch(meta["data"], meta["image_shape"], test_set.images) if world.writer else None
     train_u8 = torch.from_numpy(train_set.images).to(device)
@@ -400,21 +403,62 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     print(f"exported {', '.join(differences)} to {run_dir} (max |torch - onnxruntime| {worst:.1e})", file=sys.stderr)
     # The last grids again, from the exported graphs: pixel for pixel what `gentool sample RUN` draws.
     model.eval()
-    write_grids(model, Artifact(str(run_dir), "cpu"), run_dir, epochs, preview_images, seed)
-    write_curves(run_dir)
+    exported = Artifact(str(run_dir), "cpu")
+    write_grids(model, exported, run_dir, epochs, preview_images, seed)
+    curves = write_curves(run_dir)
+    print(closing_summary(run_dir, meta, rows, exported, curves), file=sys.stderr)
     return run_dir
 
 
-def write_curves(run_dir: Path) -> None:
-    """`results.png`, the training curves, when matplotlib is installed (else a note says how)."""
+# What the closing summary suggests next, for the verbs the run's graphs provide (RUN: the run)
+NEXT_COMMANDS = {
+    "sample": "gentool sample RUN -n 64 -o samples.png",
+    "reconstruct": "gentool reconstruct RUN IMAGE.png -o reconstructed.png",
+    "denoise": "gentool denoise NOISY.png --model RUN -o clean.png",
+    "upscale": "gentool upscale SMALL.png --model RUN -o big.png",
+}
+
+
+def closing_summary(run_dir: Path, meta: dict, rows: list[dict], graphs, curves: bool) -> str:
+    """The lines a training ends with: what it did, its last figures, where its results are, and
+    the commands to try next."""
+    from gentool.runtime import verbs
+
+    last = rows[-1] if rows else {}
+    figures = _loss_status({k[5:]: v for k, v in last.items() if k.startswith("test_")})
+    figures += f"  fid_1k {last['fid_1k']:.2f}" if "fid_1k" in last else ""
+    seconds = sum(row.get("seconds", 0) for row in rows)
+    grids = sorted(p.name for p in (run_dir / "grids").glob(f"*-{meta['epoch']:03d}.png"))
+    run = str(run_dir)
+    results = [("results.png", "the training curves") if curves else None,
+               ("grids/", ", ".join(grids) + " (the last epoch's)") if grids else None,
+               (", ".join(f"{role}.onnx" for role in graphs.roles), "the exported graphs (they run without PyTorch)"),
+               ("model.safetensors", "the weights; metrics.jsonl, each epoch's figures")]
+    lines = [f"done: {meta['model']} on {meta['data']}, {meta['epoch']} epoch{'s' * (meta['epoch'] != 1)} "
+             f"({seconds:.0f}s of training); test {figures}", f"results in {run}/:"]
+    results = [item for item in results if item]
+    width = max(len(name) for name, _ in results)
+    lines += [f"  {name:<{width}}  {what}" for name, what in results]
+    lines.append("next:")
+    if "features" in graphs.roles:
+        lines.append(f"  gentool fid {meta['data']}:test SAMPLES/ --features {run}/features.onnx")
+    lines += [f"  {command.replace('RUN', run)}" for verb, command in NEXT_COMMANDS.items() if verbs.supports(graphs, verb)][:2]
+    lines += [f"  gentool evaluate {run}", f"  gentool export {run} -o exports/{run_dir.name}"]
+    return "\n".join(lines)
+
+
+def write_curves(run_dir: Path) -> bool:
+    """`results.png`, the training curves, when matplotlib is installed (else a note says how);
+    whether it was drawn."""
     import importlib.util
 
     if importlib.util.find_spec("matplotlib") is None:
         print("note: pip install 'gentool[plot]' to have results.png (training curves) drawn here", file=sys.stderr)
-        return
+        return False
     from gentool import plots
 
     plots.training_curves(run_dir, run_dir / "results.png")
+    return True
 
 
 def _count(n: int) -> str:

@@ -4,8 +4,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-# The real MNIST and Fashion-MNIST files live in ../shared/data next to the repository.
-os.environ.setdefault("GENTOOL_DATA_DIR", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+# The real MNIST and Fashion-MNIST files live in ../shared/data next to the repository. A relative
+# GENTOOL_DATA_DIR (the README's test command gives one) means the folder it names from where pytest
+# was started: made absolute once here, so that tests running gentool in other folders find it too.
+os.environ["GENTOOL_DATA_DIR"] = os.path.abspath(os.environ.get("GENTOOL_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 # Cached features of real splits go to a fresh folder, not the user's cache.
 if "GENTOOL_CACHE_DIR" not in os.environ:
     os.environ["GENTOOL_CACHE_DIR"] = tempfile.mkdtemp(prefix="gentool-cache-")

@@ -181,3 +181,94 @@ def test_a_run_that_stopped_early_says_so(tmp_path):
     checkpoint(tmp_path / "whole", 10, 10)
     assert runs._trained(tmp_path / "short") == " (3 of 10 epochs)" and runs._trained(tmp_path / "whole") == " (10 epochs)"
     assert runs.checkpoint_meta(tmp_path / "nothing.safetensors") is None
+
+
+def test_an_output_folder_gets_one_png_per_image(runs, digits, tmp_path):
+    """`-o DIR/` (or an existing folder): 000.png, 001.png, ..., each the grid's tile, with its index
+    in the PNG text; the folder is made when it ends in '/'."""
+    import numpy as np
+    from PIL import Image
+
+    from conftest import png
+
+    proc = gentool("sample", runs["vae"], "-n", "12", "--seed", "5", "-o", f"{tmp_path / 'new'}/", torch_free=True)
+    assert "wrote 12 images to" in proc.stderr and "000.png to 011.png" in proc.stderr
+    names = sorted(p.name for p in (tmp_path / "new").iterdir())
+    assert names == [f"{i:03d}.png" for i in range(12)]
+    grid = png(gentool("sample", runs["vae"], "-n", "12", "--seed", "5", "--nrow", "12", torch_free=True).stdout)
+    for i, name in enumerate(names):
+        image = Image.open(tmp_path / "new" / name)
+        assert json.loads(image.text["gentool"])["image"] == i
+        assert np.array_equal(np.asarray(image, np.float64) / 255, grid[2:30, 2 + 30 * i : 30 + 30 * i])
+    (tmp_path / "there").mkdir()
+    gentool("reconstruct", runs["vae"], *digits, "-o", tmp_path / "there", torch_free=True)
+    assert sorted(p.name for p in (tmp_path / "there").iterdir()) == ["000.png", "001.png"]
+    (tmp_path / "file").write_text("x")
+    proc = gentool("sample", runs["vae"], "-n", "2", "-o", f"{tmp_path / 'file'}/", torch_free=True, check=False)
+    assert proc.returncode == 2 and "cannot create the folder" in proc.stderr
+
+
+def test_a_relative_data_dir_means_the_folder_named_from_where_gentool_started(tmp_path):
+    (tmp_path / "work").mkdir()
+    found = json.loads(gentool("env", "--json", cwd=tmp_path / "work", env={"GENTOOL_DATA_DIR": "../store"}, torch_free=True).stdout)
+    assert found["data_dir"] == str(tmp_path / "store")
+
+
+def test_training_on_images_of_mixed_sizes_resizes_them_once(tmp_path, monkeypatch):
+    """`--size`: every image resized as it loads (cached, and the run records it for evaluate);
+    without it, mixed sizes and sides the network cannot take say which --size would do."""
+    import numpy as np
+    from PIL import Image
+
+    from gentool import data, train as training
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for i in range(20):
+        h, w = rng.integers(20, 50, 2)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / "photos" / f"{i}.png")
+    monkeypatch.setenv("GENTOOL_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(training.UsageError, match=r"all images must have one size \(`gentool train --size"):
+        data.load(str(tmp_path / "photos"))
+    resized = data.load(str(tmp_path / "photos"), "train", size=(12, 16))
+    assert resized.images.shape == (18, 3, 12, 16) and len(list((tmp_path / "cache" / "resized").iterdir())) == 1
+    assert np.array_equal(data.load(str(tmp_path / "photos"), "train", size=(12, 16)).images, resized.images)  # from the cache
+    with pytest.raises(training.UsageError, match="divisible by 4 .*: resize them as they load with --size 28x28"):
+        training.run(training.Options(model="ae", data=str(tmp_path / "photos"), size=(30, 30), out=tmp_path / "odd", device="cpu"))
+    run = training.run(training.Options(model="ae", data=str(tmp_path / "photos"), size=(12, 16), epochs=1, out=tmp_path / "run",
+                                        device="cpu", hparam_args=("--arch", "mlp", "--hidden", "16", "--latent-dim", "2")))
+    assert json.loads(gentool("evaluate", run, "--json").stdout)["n"] == 2
+    for wrong in ("0", "12x", "axb", "1x2x3"):
+        with pytest.raises(training.UsageError, match="--size takes H or HxW"):
+            data.parse_size(wrong)
+
+
+def test_a_training_ends_by_saying_where_its_results_are_and_what_to_try(runs):
+    from gentool import train as training
+    from gentool.runtime.artifact import Artifact
+
+    meta = {"model": "vae", "data": "mnist", "epoch": 1}
+    rows = [{"epoch": 1, "test_loss": 250.5, "fid_1k": 80.25, "seconds": 1.5}]
+    text = training.closing_summary(runs["vae"], meta, rows, Artifact(str(runs["vae"]), "cpu"), True)
+    assert text.splitlines()[0] == "done: vae on mnist, 1 epoch (2s of training); test loss 250.500  fid_1k 80.25"
+    for part in ("results.png", "grids/", "decoder.onnx, encoder.onnx", f"gentool sample {runs['vae']} -n 64",
+                 f"gentool evaluate {runs['vae']}", f"gentool export {runs['vae']} -o exports/vae"):
+        assert part in text, part
+
+
+def test_progress_off_a_terminal_is_a_line_per_stage_and_per_heartbeat(capsys, monkeypatch):
+    monkeypatch.setattr(progress, "HEARTBEAT", 0.0)
+    assert list(progress.track(range(2), "counting", 2)) == [0, 1]
+    monkeypatch.setattr(progress, "HEARTBEAT", 0.02)
+    with progress.stage("thinking"):
+        time.sleep(0.05)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:3] == ["counting ...", "counting: 0/2 done, 0s", "counting: 1/2 done, 0s"]
+    assert lines[3] == "thinking ..." and lines[4].startswith("thinking: ")
+
+
+def test_a_verb_that_needs_a_missing_graph_names_what_was_asked(runs, digits, tmp_path):
+    shutil.copytree(runs["vae"], tmp_path / "decoder-only")
+    (tmp_path / "decoder-only" / "encoder.onnx").unlink()
+    proc = gentool("interpolate", tmp_path / "decoder-only", *digits, torch_free=True, check=False)
+    assert proc.returncode == 2 and "'interpolate A B' needs an encoder graph" in proc.stderr

@@ -133,11 +133,26 @@ def test_train_refuses_bad_options(tmp_path):
 def test_evaluate_reports_the_documented_keys(runs):
     vae = json.loads(gentool("evaluate", runs["vae"], "--json", "--limit", "200", "--iw-samples", "5").stdout)
     assert set(vae) == {"model", "data", "split", "n", "mse", "bce", "psnr_db", "ssim", "neg_elbo_nats", "kl_nats",
-                        "iw_nll_nats", "iw_samples", "active_units", "compression_ratio"}
-    assert vae["n"] == 200 and vae["split"] == "test" and vae["iw_nll_nats"] < vae["neg_elbo_nats"] + 5
+                        "iw_nll_nats", "iw_samples", "iw_images", "active_units", "compression_ratio"}
+    assert vae["n"] == vae["iw_images"] == 200 and vae["split"] == "test" and vae["iw_nll_nats"] < vae["neg_elbo_nats"] + 5
     ae = json.loads(gentool("evaluate", runs["ae"], "--json", "--limit", "200").stdout)
     assert set(ae) == {"model", "data", "split", "n", "mse", "bce", "psnr_db", "ssim", "compression_ratio"}
     assert 0 < ae["ssim"] < 1 and ae["psnr_db"] > 5
+
+
+def test_the_iw_bound_takes_the_first_images_unless_full(runs, monkeypatch, capsys):
+    """The slow figure on a subset by default, said in the output; --full on the whole split; and a
+    line on stderr when the evaluation starts, off a terminal too."""
+    from gentool.evaluate import evaluate
+    from gentool.zoo import vae
+
+    monkeypatch.setattr(vae, "IW_IMAGES", 60)
+    first = evaluate(runs["vae"], limit=200, iw_samples=3)
+    assert first["n"] == 200 and first["iw_images"] == 60 and first["iw_samples"] == 3
+    assert "vae metrics of 200 images ..." in capsys.readouterr().err
+    assert evaluate(runs["vae"], limit=200, iw_samples=3, full=True)["iw_images"] == 200
+    with pytest.raises(training.UsageError, match="--full is for cae, vae models"):
+        evaluate(runs["ae"], limit=10, full=True)
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "not-gentool"])

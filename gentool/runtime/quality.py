@@ -8,7 +8,8 @@ comparable with Inception FIDs, nor across feature networks.
 from __future__ import annotations
 
 import hashlib
-import os
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,6 @@ SAMPLES = 10_000
 QUICK_SAMPLES = 1_000  # the per-epoch FID of a training run: for trends, biased up against SAMPLES
 # images per feature pass; a longer set shows a progress bar on a terminal
 CHUNK = 2_000
-
-
-def cache_dir() -> Path:
-    """Where the real splits' features are kept: $GENTOOL_CACHE_DIR, else the user cache directory."""
-    if os.environ.get("GENTOOL_CACHE_DIR"):
-        return Path(os.environ["GENTOOL_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gentool"
 
 
 def feature_network(spec: str, device: str = "auto") -> tuple[Artifact, str]:
@@ -79,18 +73,20 @@ def network_key(network: Artifact) -> str:
 
 
 def split_features(network: Artifact, key: str, data_name: str, split: str, limit: int | None = None) -> np.ndarray:
-    """The features of a real split (its first `limit` images), computed once and cached, keyed by
-    the network's `key`, the data (a path with its modification time), the split and limit."""
-    from gentool import data
+    """The features of a real split (its first `limit` images, converted to the network's channels
+    and size with a note when they differ), computed once and cached, keyed by the network's `key`,
+    the data (its files' paths, sizes and modification times), the split and limit."""
+    from gentool import data, images
 
-    source = Path(data_name).expanduser()
-    stamp = f"{source.resolve()}@{source.stat().st_mtime_ns}" if source.exists() else data_name
-    digest = hashlib.sha256(f"{key}|{stamp}|{split}|{limit}".encode())
-    path = cache_dir() / "features" / f"{digest.hexdigest()[:24]}.npy"
+    digest = hashlib.sha256(json.dumps([key, data.signature(data_name), split, limit]).encode())
+    path = data.cache_dir() / "features" / f"{digest.hexdigest()[:24]}.npy"
     if path.is_file():
         return np.load(path)
     dataset = data.load(data_name, split, limit)
-    found = features(network, dataset.images / np.float32(255))[0].astype(np.float32)
+    pixels, notes = images.conform(dataset.images, network.image_shape, dataset.name)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    found = features(network, pixels / np.float32(255))[0].astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     with files.atomic_path(path) as tmp:
         np.save(tmp, found)

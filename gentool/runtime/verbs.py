@@ -18,13 +18,14 @@ def _options(verb: str):
     return [(module, roles) for module in SAMPLERS for roles in module.VERBS.get(verb, ())]
 
 
-def find(graphs: Graphs, verb: str):
-    """The function computing `verb` for these graphs; a usage error naming what is missing."""
+def find(graphs: Graphs, verb: str, asked: str | None = None):
+    """The function computing `verb` for these graphs; a usage error naming what is missing (and
+    `asked`, what the user asked for, when `verb` is only a part of it)."""
     for module, roles in _options(verb):
         if set(roles) <= set(graphs.roles):
             return getattr(module, verb)
     needs = " or ".join(" and ".join(("an " if r[0] in "aeiou" else "a ") + r for r in roles) + " graph" for _, roles in _options(verb))
-    raise UsageError(f"'{verb}' needs {needs}; this {graphs.model} artifact has {', '.join(graphs.roles)}")
+    raise UsageError(f"'{asked or verb}' needs {needs}; this {graphs.model} artifact has {', '.join(graphs.roles)}")
 
 
 def supports(graphs: Graphs, verb: str) -> bool:

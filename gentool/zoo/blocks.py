@@ -21,13 +21,20 @@ def mlp(sizes: list[int], activation=nn.ReLU) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def conv_grid(image_shape: tuple[int, int, int], downsamplings: int = 2, hint: str = "; use --arch mlp") -> tuple[int, int]:
-    """Spatial size after `downsamplings` stride-2 convs; the image must divide evenly."""
+def check_sides(image_shape: tuple[int, int, int], multiple: int, what: str, hint: str = "") -> None:
+    """A usage error, suggesting the `train --size` that would fit, unless the image's sides are
+    multiples of `multiple`."""
     _, h, w = image_shape
+    if h % multiple or w % multiple:
+        fits = f"{max(multiple, h // multiple * multiple)}x{max(multiple, w // multiple * multiple)}"
+        raise UsageError(f"{what} needs image sides divisible by {multiple} (got {h}x{w}): resize them as they load with --size {fits}{hint}")
+
+
+def conv_grid(image_shape: tuple[int, int, int], downsamplings: int = 2, hint: str = ", or use --arch mlp") -> tuple[int, int]:
+    """Spatial size after `downsamplings` stride-2 convs; the image must divide evenly."""
     f = 2**downsamplings
-    if h % f or w % f:
-        raise UsageError(f"the conv architecture needs image sides divisible by {f} (got {h}x{w}){hint}")
-    return h // f, w // f
+    check_sides(image_shape, f, "the conv architecture", hint)
+    return image_shape[1] // f, image_shape[2] // f
 
 
 class ConvEncoder(nn.Module):

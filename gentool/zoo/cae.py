@@ -18,8 +18,8 @@ from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.ae import SigmoidCodeAE
 
-# `jacobian_fro` is measured on the split's first images only: an exact conv Jacobian costs a
-# forward-mode pass per pixel (about 0.4 s an image on two CPU cores).
+# `jacobian_fro` is measured on the split's first images unless `evaluate --full`: an exact conv
+# Jacobian costs a forward-mode pass per pixel (about 0.4 s an image on two CPU cores).
 JACOBIAN_IMAGES = 250
 
 def exact_jacobian_fro(encode, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
@@ -34,6 +34,7 @@ class CAE(SigmoidCodeAE):
 
     name = "cae"
     defaults = {**SigmoidCodeAE.defaults, "contraction_weight": 0.1, "projections": 4}
+    evaluation_options = {"full": False}
 
     def __init__(self, image_shape, hparams, num_classes=None):
         super().__init__(image_shape, hparams, num_classes)
@@ -59,12 +60,17 @@ class CAE(SigmoidCodeAE):
         return exact_jacobian_fro(self.encode, x)
 
     def metrics(self, x, y, settings):
-        """Also `jacobian_fro`, over the split's first JACOBIAN_IMAGES images."""
+        """Also `jacobian_fro`, over the split's first JACOBIAN_IMAGES images unless `full`."""
         out = super().metrics(x, y, settings)
-        first = x[: max(0, JACOBIAN_IMAGES - settings["offset"])]
+        first = x if settings["full"] else x[: max(0, JACOBIAN_IMAGES - settings["offset"])]
         if len(first):
             out["jacobian_fro"] = self.jacobian_fro(first)
         return out
+
+    def summary(self, means, vectors, settings):
+        """Also `jacobian_images`, how many images `jacobian_fro` was measured on."""
+        n = settings["n"] if settings["full"] else min(settings["n"], JACOBIAN_IMAGES)
+        return {**super().summary(means, vectors, settings), "jacobian_images": n}
 
     def losses(self, x, y=None):
         code = self.encode(x)

@@ -27,7 +27,7 @@ from gentool.errors import UsageError
 from gentool.runtime import image_to_image
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
-from gentool.zoo.blocks import SIZE_MULTIPLE, UNet, check_width, conv_relu, neg_psnr
+from gentool.zoo.blocks import SIZE_MULTIPLE, UNet, check_sides, check_width, conv_relu, neg_psnr
 
 
 def corrupt(x: torch.Tensor, noise: str, level) -> torch.Tensor:
@@ -103,9 +103,7 @@ class DAE(GenerativeModel):
 
     def __init__(self, image_shape, hparams, num_classes=None):
         super().__init__(image_shape, hparams, num_classes)
-        _, h, w = self.image_shape
-        if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
-            raise UsageError(f"dae trains on image sides divisible by {SIZE_MULTIPLE} (got {h}x{w})")
+        check_sides(self.image_shape, SIZE_MULTIPLE, "dae")
         if not 0 < self.noise_level <= 1:
             raise UsageError(f"--noise-level must be in (0, 1], got {self.noise_level}")
         check_width(self.hparams["width"])

@@ -23,10 +23,9 @@ from torch import nn
 import numpy as np
 
 from gentool import metrics
-from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
-from gentool.zoo.blocks import SIZE_MULTIPLE, UNet, check_width, neg_psnr
+from gentool.zoo.blocks import SIZE_MULTIPLE, UNet, check_sides, check_width, neg_psnr
 
 
 def bicubic_upscale(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -58,10 +57,7 @@ class SR(GenerativeModel):
 
     def __init__(self, image_shape, hparams, num_classes=None):
         super().__init__(image_shape, hparams, num_classes)
-        _, h, w = self.image_shape
-        multiple = math.lcm(SIZE_MULTIPLE, self.factor)
-        if h % multiple or w % multiple:
-            raise UsageError(f"sr --factor {self.factor} trains on image sides divisible by {multiple} (got {h}x{w})")
+        check_sides(self.image_shape, math.lcm(SIZE_MULTIPLE, self.factor), f"sr --factor {self.factor}")
         check_width(self.hparams["width"])
         self.upscaler = Upscaler(UNet(self.image_shape[0], self.hparams["width"]), self.factor)
 
