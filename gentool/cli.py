@@ -287,7 +287,7 @@ def evaluate(
     data: Annotated[Optional[str], typer.Option(help="Evaluate on other data (default: the run's).")] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
     iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples K for iw_nll_nats (default 100; 0 skips it).")] = None,
-    full: Annotated[bool, typer.Option("--full", help="The slow figures on the whole split: a vae's iw_nll_nats (default: the first 1,000 images, reported as iw_images), a cae's jacobian_fro (first 250).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="The slow figures on the whole split: a vae's iw_nll_nats (default: 1,000 evenly spaced images, reported as iw_images), a cae's jacobian_fro (250).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Use the first N examples only.")] = None,
     noise_level: Annotated[Optional[float], typer.Option(help="dae: corrupt the split at this level (default: the model's).")] = None,
     anomaly: Annotated[bool, typer.Option("--anomaly", help="One-class protocol: AUROC of `score` on the split, the run's --classes being normal.")] = False,

@@ -2,8 +2,8 @@
 
 The figures come from the family's hooks (`zoo/base.py`): `metrics(x, y, settings)` gives
 per-example values, averaged over the split (a family may give fewer values than the batch, e.g.
-`cae` measures its Jacobian on the first 250 images only); (N, D) values are collected whole and
-handed to `summary`, which adds split-level figures (its settings also hold the split's size `n`). The shared reconstruction metrics (`mse`,
+`cae` measures its Jacobian on an evenly spaced subset only); (N, D) values are collected whole and
+handed to `summary`, which adds split-level figures (the settings of both hold the split's size `n`). The shared reconstruction metrics (`mse`,
 `bce`, `psnr_db`, `ssim`) are `gentool.metrics.reconstruction`. Runs trained with `--binarize` are
 evaluated on a fixed binarization of the split. The RNG is seeded with `seed` first, so the
 stochastic metrics (one-sample -ELBO, IW bound, a denoiser's corruption) repeat exactly.
@@ -46,6 +46,7 @@ def split_metrics(model, meta: dict, dataset, settings: dict, seed: int) -> dict
     images = torch.from_numpy(dataset.images).to(device)
     batches = batches_of(images, BATCH, meta["train"].get("binarize", False))
     description = f"{model.name} metrics of {len(images):,} images"
+    settings = {**settings, "n": len(images)}
     for i, x in enumerate(progress.track(batches, description, -(-len(images) // BATCH))):
         offset = i * BATCH
         y = None if labels is None else labels[offset : offset + len(x)]
@@ -58,7 +59,7 @@ def split_metrics(model, meta: dict, dataset, settings: dict, seed: int) -> dict
                 counts[key] = counts.get(key, 0) + len(values)
     means = {k: sums[k] / counts[k] for k in sums}
     collected = {k: np.concatenate(v) for k, v in vectors.items()}
-    return {**means, **model.summary(means, collected, {**settings, "n": len(images)})}
+    return {**means, **model.summary(means, collected, settings)}
 
 
 def evaluate(path: Path, data: str | None = None, split: str = "test", device: str = "auto", limit: int | None = None,

@@ -140,15 +140,17 @@ def test_evaluate_reports_the_documented_keys(runs):
     assert 0 < ae["ssim"] < 1 and ae["psnr_db"] > 5
 
 
-def test_the_iw_bound_takes_the_first_images_unless_full(runs, monkeypatch, capsys):
-    """The slow figure on a subset by default, said in the output; --full on the whole split; and a
-    line on stderr when the evaluation starts, off a terminal too."""
+def test_the_iw_bound_takes_evenly_spaced_images_unless_full(runs, monkeypatch, capsys):
+    """The slow figure on an evenly spaced subset by default, said in the output; --full on the whole
+    split; and a line on stderr when the evaluation starts, off a terminal too."""
     from gentool.evaluate import evaluate
-    from gentool.zoo import vae
+    from gentool.zoo import base, vae
 
+    assert [len(base.evenly_spaced(torch.arange(250), {"n": 1000, "offset": o, "full": False}, 100)) for o in (0, 250, 500)] == [25] * 3
+    assert base.evenly_spaced(torch.arange(250), {"n": 1000, "offset": 250, "full": False}, 300)[:2].tolist() == [2, 5]
     monkeypatch.setattr(vae, "IW_IMAGES", 60)
-    first = evaluate(runs["vae"], limit=200, iw_samples=3)
-    assert first["n"] == 200 and first["iw_images"] == 60 and first["iw_samples"] == 3
+    subset = evaluate(runs["vae"], limit=200, iw_samples=3)
+    assert subset["n"] == 200 and subset["iw_images"] == 67 and subset["iw_samples"] == 3
     assert "vae metrics of 200 images ..." in capsys.readouterr().err
     assert evaluate(runs["vae"], limit=200, iw_samples=3, full=True)["iw_images"] == 200
     with pytest.raises(training.UsageError, match="--full is for cae, vae models"):

@@ -17,9 +17,10 @@ from gentool import noise
 from gentool.errors import UsageError
 from gentool.zoo import register
 from gentool.zoo.ae import SigmoidCodeAE
+from gentool.zoo.base import evenly_spaced, subset_size
 
-# `jacobian_fro` is measured on the split's first images unless `evaluate --full`: an exact conv
-# Jacobian costs a forward-mode pass per pixel (about 0.4 s an image on two CPU cores).
+# `jacobian_fro` is measured on an evenly spaced subset of about this many images unless `evaluate
+# --full`: an exact conv Jacobian costs a forward-mode pass per pixel (about 0.4 s an image on two CPU cores).
 JACOBIAN_IMAGES = 250
 
 def exact_jacobian_fro(encode, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
@@ -60,17 +61,16 @@ class CAE(SigmoidCodeAE):
         return exact_jacobian_fro(self.encode, x)
 
     def metrics(self, x, y, settings):
-        """Also `jacobian_fro`, over the split's first JACOBIAN_IMAGES images unless `full`."""
+        """Also `jacobian_fro`, over the split's evenly spaced JACOBIAN_IMAGES unless `full`."""
         out = super().metrics(x, y, settings)
-        first = x if settings["full"] else x[: max(0, JACOBIAN_IMAGES - settings["offset"])]
-        if len(first):
-            out["jacobian_fro"] = self.jacobian_fro(first)
+        subset = evenly_spaced(x, settings, JACOBIAN_IMAGES)
+        if len(subset):
+            out["jacobian_fro"] = self.jacobian_fro(subset)
         return out
 
     def summary(self, means, vectors, settings):
         """Also `jacobian_images`, how many images `jacobian_fro` was measured on."""
-        n = settings["n"] if settings["full"] else min(settings["n"], JACOBIAN_IMAGES)
-        return {**super().summary(means, vectors, settings), "jacobian_images": n}
+        return {**super().summary(means, vectors, settings), "jacobian_images": subset_size(settings, JACOBIAN_IMAGES)}
 
     def losses(self, x, y=None):
         code = self.encode(x)
