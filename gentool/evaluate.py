@@ -3,8 +3,9 @@
 The figures come from the family's hooks (`zoo/base.py`): `metrics(x, y, settings)` gives
 per-example values, averaged over the split (a family may give fewer values than the batch, e.g.
 `cae` measures its Jacobian on an evenly spaced subset only); (N, D) values are collected whole and
-handed to `summary`, which adds split-level figures (the settings of both hold the split's size `n`). The shared reconstruction metrics (`mse`,
-`bce`, `psnr_db`, `ssim`) are `gentool.metrics.reconstruction`. Runs trained with `--binarize` are
+handed to `summary`, which adds split-level figures (the settings of both hold the split's size
+`n`). The shared reconstruction metrics (`mse`, `bce`, `psnr_db`, `ssim`) are
+`gentool.metrics.reconstruction`. Runs trained with `--binarize` are
 evaluated on a fixed binarization of the split. The RNG is seeded with `seed` first, so the
 stochastic metrics (one-sample -ELBO, IW bound, a denoiser's corruption) repeat exactly.
 """

@@ -111,10 +111,10 @@ def conform(batch: np.ndarray, shape, name: str) -> tuple[np.ndarray, list[str]]
         notes.append(f"{name}: {'RGB converted to grayscale' if c == 1 else 'grayscale repeated to RGB'}")
     if (h0, w0) != (h, w):
         notes.append(f"{name}: resized {w0}x{h0} -> {w}x{h}")
-    if not notes:
-        return batch, notes
     if c0 == 1 and c == 3:
         batch = np.repeat(batch, 3, axis=1)
+    if c0 <= c and (h0, w0) == (h, w):  # no luma and no resize: nothing for PIL to do
+        return batch, notes
     out = np.empty((n, c, h, w), np.uint8)
     for i, image in enumerate(batch):
         picture = Image.fromarray(image[0] if len(image) == 1 else image.transpose(1, 2, 0))

@@ -15,8 +15,6 @@ class Reporter:
     images per second, the losses); otherwise a plain line every HEARTBEAT seconds. Epoch summaries
     and other lines print above the bar."""
 
-    HEARTBEAT = HEARTBEAT
-
     def __init__(self, steps: int, batch_size: int, examples: int, enabled: bool = True):
         self.steps, self.batch_size, self.examples, self.enabled = steps, batch_size, examples, enabled
         self.progress = None
@@ -46,7 +44,7 @@ class Reporter:
         rate = f"{seen / max(now - self.started, 1e-9):,.0f} img/s"
         if self.progress:
             self.progress.update(self.task, advance=1, rate=rate, status=status)
-        elif self.enabled and now - self.last_line >= self.HEARTBEAT:
+        elif self.enabled and now - self.last_line >= HEARTBEAT:
             self.last_line = now
             print(f"{self.description}  step {self.step_at}/{self.steps}  {now - self.started:.0f}s  {rate}  {status}",
                   file=sys.stderr, flush=True)
@@ -116,8 +114,7 @@ def _logged_stage(description: str):
             _log(f"{description}: {time.perf_counter() - started:.0f}s")
 
     _log(f"{description} ...")
-    beating = threading.Thread(target=beat, daemon=True)
-    beating.start()
+    threading.Thread(target=beat, daemon=True).start()
     try:
         yield
     finally:

@@ -430,13 +430,12 @@ def closing_summary(run_dir: Path, meta: dict, rows: list[dict], graphs, curves:
     seconds = sum(row.get("seconds", 0) for row in rows)
     grids = sorted(p.name for p in (run_dir / "grids").glob(f"*-{meta['epoch']:03d}.png"))
     run = str(run_dir)
-    results = [("results.png", "the training curves") if curves else None,
-               ("grids/", ", ".join(grids) + " (the last epoch's)") if grids else None,
-               (", ".join(f"{role}.onnx" for role in graphs.roles), "the exported graphs (they run without PyTorch)"),
-               ("model.safetensors", "the weights; metrics.jsonl, each epoch's figures")]
+    results = [("results.png", "the training curves")] if curves else []
+    results += [("grids/", ", ".join(grids) + " (the last epoch's)")] if grids else []
+    results += [(", ".join(f"{role}.onnx" for role in graphs.roles), "the exported graphs (they run without PyTorch)"),
+                ("model.safetensors", "the weights; metrics.jsonl, each epoch's figures")]
     lines = [f"done: {meta['model']} on {meta['data']}, {meta['epoch']} epoch{'s' * (meta['epoch'] != 1)} "
              f"({seconds:.0f}s of training); test {figures}", f"results in {run}/:"]
-    results = [item for item in results if item]
     width = max(len(name) for name, _ in results)
     lines += [f"  {name:<{width}}  {what}" for name, what in results]
     lines.append("next:")

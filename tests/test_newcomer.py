@@ -104,7 +104,7 @@ def test_a_training_starts_by_saying_what_it_does(tmp_path):
 
 
 def test_progress_off_a_terminal_is_a_line_now_and_then(capsys, monkeypatch):
-    monkeypatch.setattr(progress.Reporter, "HEARTBEAT", 0.0)
+    monkeypatch.setattr(progress, "HEARTBEAT", 0.0)
     reporter = progress.Reporter(steps=3, batch_size=2, examples=5)
     reporter.start_epoch("epoch 1/1", 0)
     for _ in range(3):

@@ -21,6 +21,7 @@ from gentool.zoo.base import Graph, evenly_spaced, subset_size
 # MNIST test images.
 IW_IMAGES = 1_000
 
+
 class GaussianEncoder(nn.Module):
     """The exported encoder graph: x -> (mean, logvar)."""
 
