@@ -7,6 +7,8 @@ for usage and input errors, 1 for failures while running (`--debug` shows the tr
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import signal
@@ -88,13 +90,59 @@ def _out(text: str) -> None:
     write_stdout(text + "\n")
 
 
-def _open(spec: str, device: Device, verb: str):
-    """The artifact and the function that computes `verb` for its roles (else a usage error)."""
+def _open(spec: str, device: Device, verb: str, options: dict | None = None):
+    """The artifact and the function that computes `verb` for its roles, with the verb's own
+    `options` (else a usage error)."""
     from gentool.runtime import verbs
     from gentool.runtime.artifact import Artifact
 
     art = Artifact(spec, device.value)
-    return art, verbs.find(art, verb)
+    return art, verbs.find(art, verb, options=options)
+
+
+class _SamplerOptions:
+    """A verb's command with the options the runtime's sampler modules declare for the verb added
+    to its signature (typed, with their help and the roles that take them, in their own help
+    panel) and gathered into one `options` dict of those given. Typer reads the signature when it
+    builds the command line, so a sampler registered before then has its options there too."""
+
+    def __init__(self, verb: str, command):
+        functools.update_wrapper(self, command, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
+        self.verb, self.command = verb, command
+
+    def _parameters(self):
+        from gentool.runtime import verbs
+
+        declared = verbs.options(self.verb)
+        signature = inspect.signature(self.command, eval_str=True)
+        kept = [p for p in signature.parameters.values() if p.name != "options"]
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[option.type], typer.Option(option.flag, help=_option_help(option, roles), rich_help_panel="Sampler options")])
+            for name, (option, roles) in declared.items()]
+        return signature, kept + extra, declared
+
+    @property
+    def __signature__(self):
+        signature, parameters, _ = self._parameters()
+        return signature.replace(parameters=parameters)
+
+    @property
+    def __annotations__(self):
+        return {p.name: p.annotation for p in self._parameters()[1]}
+
+    def __call__(self, **given):
+        declared = self._parameters()[2]
+        options = {name: value for name in declared if (value := given.pop(name, None)) is not None}
+        return self.command(**given, options=options)
+
+
+def _option_help(option, roles: list[str]) -> str:
+    default = "" if option.default is None else f"; default {option.default}"
+    return f"{option.help} (models with {' or '.join(roles)}{default})"
+
+
+def _sampler_options(verb: str):
+    return lambda command: _SamplerOptions(verb, command)
 
 
 def _read(artifact, paths: list[str]):
@@ -151,7 +199,7 @@ def _write(art, image_batch, out: str | None, nrow: int | None = None) -> None:
 
 
 # Bounds on what one command draws, so that a typo costs what was meant (a 10^9-image grid would not)
-MAX_IMAGES, MAX_STEPS, MAX_SIDE, MAX_SAMPLES = 100_000, 1_000, 100, 10_000
+MAX_IMAGES, MAX_STEPS, MAX_SIDE = 100_000, 1_000, 100
 SCATTER_POINTS = 5_000  # test images in `plot --latent` unless --limit says otherwise
 
 
@@ -307,10 +355,11 @@ def evaluate(
 
     path = runs.resolve(run, "model.safetensors", "a checkpoint")
     run = str(path)
-    if samples is not None or truncation is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _only_generates(run):
+    if samples is not None or truncation is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _evaluates_samples(path):
         if iw_samples is not None or full or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
             raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --full, --noise-level, --anomaly, --probe, --limit and --split")
-        _sample_quality(run, data, samples, features, _truncations(truncation), seed, device, as_json, plot)
+        artifact = str(path.parent) if path.suffix == ".safetensors" else run  # the graphs beside a checkpoint
+        _sample_quality(artifact, data, samples, features, _truncations(truncation), seed, device, as_json, plot)
         return
     _needs_torch("evaluate")
     from gentool.evaluate import evaluate as run_evaluation
@@ -332,10 +381,13 @@ def evaluate(
     _report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
 
 
-def _only_generates(run: str) -> bool:
-    """A run whose graphs do nothing but draw images (a GAN's): its evaluation is sample quality.
-    Read from the graphs' file names (one per role), so that nothing is loaded twice."""
-    return [p.stem for p in Path(run).glob("*.onnx")] == ["generator"]
+def _evaluates_samples(path: Path) -> bool:
+    """A checkpoint of a family whose evaluation is the quality of its samples (a GAN's), read
+    from the torch-free catalog, so that nothing is loaded twice."""
+    from gentool import runs, zoo
+
+    meta = runs.checkpoint_meta(path if path.suffix == ".safetensors" else path / "model.safetensors") or {}
+    return zoo.catalog().get(meta.get("model"), {}).get("evaluation") == "samples"
 
 
 def _truncations(text: str | None) -> list[float | None]:
@@ -368,7 +420,7 @@ def _sample_quality(run: str, data: str | None, samples: int | None, features: s
 
         plots.check_target(plot)
     network, name = quality.feature_network(wanted, device.value)
-    rows = quality.evaluate_truncations(art, samples, seed, network, name, data, truncations)
+    rows = quality.evaluate_settings(art, samples, seed, network, name, data, [{"truncation": t} if t is not None else {} for t in truncations])
     if len(rows) > 1:
         rows = [{**row, "truncation": t} for row, t in zip(rows, truncations)]
     heading = f"gentool FID ({name} features): {samples} samples of {run} against {rows[0]['data']} test"
@@ -517,20 +569,23 @@ def _labels(art, label: str | None, n: int):
 
 
 @app.command()
+@_sampler_options("sample")
 def sample(
     artifact: ArtifactArg,
     n: Annotated[int, typer.Option("-n", help="Number of images.")] = 64,
     seed: SeedOpt = 0,
     label: LabelOpt = None,
-    truncation: Annotated[Optional[float], typer.Option(help="Redraw latent values beyond +-T (e.g. 1.0): more typical, less varied images.")] = None,
     nrow: Annotated[Optional[int], typer.Option(help="Images per grid row.")] = None,
     out: OutOpt = None,
     device: DeviceOpt = Device.auto,
+    options: dict | None = None,
 ) -> None:
-    """Draw new images from the model (a grid PNG)."""
+    """Draw new images from the model (a grid PNG).
+
+    The sampler's own options follow: each applies to the models its help names."""
     _positive("-n", n, MAX_IMAGES)
-    art, run = _open(artifact, device, "sample")
-    _write(art, run(art, n, seed, _labels(art, label, n), truncation=truncation), out, nrow)
+    art, run = _open(artifact, device, "sample", options)
+    _write(art, run(art, n, seed, _labels(art, label, n)), out, nrow)
 
 
 @app.command()
@@ -705,18 +760,18 @@ def manifold(
 
 
 @app.command()
+@_sampler_options("score")
 def score(
     artifact: ArtifactArg,
     inputs: Annotated[list[str], typer.Argument(help="Images (PNG/JPEG paths, or '-' for stdin).")],
-    samples: Annotated[int, typer.Option(help="VAE: posterior samples the -ELBO's reconstruction term is averaged over.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help='JSON lines {"input", "score", "kind"} on stdout.')] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
+    options: dict | None = None,
 ) -> None:
     """Anomaly score per image, higher = more anomalous: -ELBO in nats (Bernoulli VAE), else reconstruction MSE."""
-    _positive("--samples", samples, MAX_SAMPLES)
-    art, run = _open(artifact, device, "score")
-    scores, kind = run(art, _read(art, inputs), seed, samples)
+    art, run = _open(artifact, device, "score", options)
+    scores, kind = run(art, _read(art, inputs), seed)
     _out("\n".join(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"
                    for name, value in zip(inputs, scores)))
     if not as_json:

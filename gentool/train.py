@@ -28,8 +28,6 @@ from gentool.progress import Reporter, deferred_interrupt
 
 PREVIEW_IMAGES = 32  # test images shown in the per-epoch reconstruction grids
 PRIOR_IMAGES = 10_000  # training images handed to `after_epoch` (the AE fits its prior on their codes)
-# an adversarial family's mean discriminator outputs, or its critic's distance, shown beside the losses
-PLAYER_SCORES = {"discriminator_d_real": "D(x)", "discriminator_d_fake": "D(G(z))", "critic_wasserstein": "W"}
 # the running sums of an epoch hold, beside each loss, the examples it was taken on (a phase need
 # not run at every step: WGAN-GP's generator)
 SEEN = "seen:"
@@ -219,9 +217,10 @@ def write_grids(model, graphs, run_dir: Path, epoch: int, test_images: np.ndarra
         images.write_image(images.make_grid(batch, nrow=8), str(grid_dir / f"{name}-{epoch:03d}.png"), text)
 
 
-def fid_watch(data: str, image_shape, test_images: np.ndarray):
-    """For the per-epoch quick FID: the bundled feature network of the run's data and the features of
-    the first QUICK_SAMPLES test images; None for data without one."""
+def fid_watch(data: str, image_shape, test_images: np.ndarray, n: int):
+    """For the per-epoch quick FID (for trends: biased up against evaluate's 10,000 samples): the
+    bundled feature network of the run's data and the features of the first `n` test images; None
+    for data without one."""
     from gentool.runtime import quality
 
     path = quality.BUNDLED_FEATURES.get(data)
@@ -230,19 +229,19 @@ def fid_watch(data: str, image_shape, test_images: np.ndarray):
     network, _ = quality.feature_network(data, "cpu")
     if network.image_shape != tuple(image_shape):
         return None
-    return network, quality.features(network, test_images[: quality.QUICK_SAMPLES] / np.float32(255))[0]
+    return network, quality.features(network, test_images[:n] / np.float32(255))[0]
 
 
 def epoch_pictures(model, meta, run_dir: Path, epoch: int, preview_images: np.ndarray, watch) -> dict[str, float]:
     """The epoch's grids, and its quick FID (`fid_1k`, on as many test images) when it can sample."""
-    from gentool.runtime import quality
+    from gentool.runtime import quality, verbs
 
     model.eval()
     graphs = TorchGraphs(model, meta)
     write_grids(model, graphs, run_dir, epoch, preview_images, meta["seed"])
     found = {}
-    if watch is not None and quality.can_sample(graphs):
-        found["fid_1k"] = quality.quick_fid(graphs, watch[0], watch[1], meta["seed"])
+    if watch is not None and verbs.supports(graphs, "sample"):
+        found["fid_1k"] = quality.quick_fid(graphs, watch[0], watch[1], meta["seed"], model.sampling(graphs))
     model.train()
     return found
 
@@ -291,7 +290,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     test_set = datasets.load(meta["data"], "test", cfg["limit"], checkpoint.data_size(meta))
     datasets.check_shape(test_set, meta["image_shape"], "test")
     preview_images = test_set.images[:PREVIEW_IMAGES] / np.float32(255)
-    watch = fid_watch(meta["data"], meta["image_shape"], test_set.images) if world.writer else None
+    watch = fid_watch(meta["data"], meta["image_shape"], test_set.images, model.quick_fid_samples) if world.writer else None
     train_u8 = torch.from_numpy(train_set.images).to(device)
     test_u8 = torch.from_numpy(test_set.images).to(device)
     train_y = torch.from_numpy(train_set.labels).to(device) if train_set.labels is not None else None
@@ -365,7 +364,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
                 stop, diverged = world.any(signum, not all(math.isfinite(v) for v in losses.values()))
                 if diverged:
                     raise UsageError(f"training diverged at epoch {epoch + 1}, step {step}; try a lower --lr")
-                reporter.step(_loss_status(losses))
+                reporter.step(_loss_status(losses, model.shown_losses))
                 if stop:
                     reporter.close()
                     sums = world.total(sums)
@@ -387,8 +386,8 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
             rows.append(row)
             _write_metrics(run_dir, rows)
             save(epoch + 1, 0, {})
-            train_status = _loss_status({k[6:]: v for k, v in row.items() if k.startswith("train_")})
-            test_status = _loss_status({k[5:]: v for k, v in row.items() if k.startswith("test_")})
+            train_status = _loss_status({k[6:]: v for k, v in row.items() if k.startswith("train_")}, model.shown_losses)
+            test_status = _loss_status({k[5:]: v for k, v in row.items() if k.startswith("test_")}, model.shown_losses)
             quick = f"  fid_1k {row['fid_1k']:.2f}" if "fid_1k" in row else ""
             reporter.line(f"epoch {epoch + 1}/{epochs}  train {train_status}  test {test_status}{quick}  {seconds:.1f}s")
     reporter.close()
@@ -406,7 +405,7 @@ def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path |
     exported = Artifact(str(run_dir), "cpu")
     write_grids(model, exported, run_dir, epochs, preview_images, seed)
     curves = write_curves(run_dir)
-    print(closing_summary(run_dir, meta, rows, exported, curves), file=sys.stderr)
+    print(closing_summary(run_dir, meta, rows, exported, curves, model.shown_losses), file=sys.stderr)
     return run_dir
 
 
@@ -419,13 +418,13 @@ NEXT_COMMANDS = {
 }
 
 
-def closing_summary(run_dir: Path, meta: dict, rows: list[dict], graphs, curves: bool) -> str:
+def closing_summary(run_dir: Path, meta: dict, rows: list[dict], graphs, curves: bool, shown: dict | None = None) -> str:
     """The lines a training ends with: what it did, its last figures, where its results are, and
     the commands to try next."""
     from gentool.runtime import verbs
 
     last = rows[-1] if rows else {}
-    figures = _loss_status({k[5:]: v for k, v in last.items() if k.startswith("test_")})
+    figures = _loss_status({k[5:]: v for k, v in last.items() if k.startswith("test_")}, shown or {})
     figures += f"  fid_1k {last['fid_1k']:.2f}" if "fid_1k" in last else ""
     seconds = sum(row.get("seconds", 0) for row in rows)
     grids = sorted(p.name for p in (run_dir / "grids").glob(f"*-{meta['epoch']:03d}.png"))
@@ -477,8 +476,9 @@ def banner(model, meta: dict, run_dir: Path, n_train: int, n_test: int, epochs: 
             f"device {where}; run directory {run_dir}")
 
 
-def _loss_status(losses: dict[str, float]) -> str:
-    """`loss 1.234`, or each phase's loss for a family with several optimizers."""
+def _loss_status(losses: dict[str, float], shown_losses: dict[str, str]) -> str:
+    """`loss 1.234`, or each phase's loss for a family with several optimizers, and the figures
+    the family shows beside them (`shown_losses`: key -> label)."""
     shown = {k: v for k, v in losses.items() if k == "loss"} or {k: v for k, v in losses.items() if k.endswith("_loss")}
-    shown.update({label: losses[k] for k, label in PLAYER_SCORES.items() if k in losses})
+    shown.update({label: losses[k] for k, label in shown_losses.items() if k in losses})
     return "  ".join(f"{k} {v:.3f}" for k, v in shown.items())

@@ -69,6 +69,27 @@ def gentool(*args, torch_free=False, stdin=None, cwd=None, check=True, env=None)
     return proc
 
 
+def in_process(*args, stdin: bytes = b""):
+    """Run `gentool ARGS` in this process, through `gentool.cli.main` (where the process boundary is
+    not the point: usage errors, plug-ins registered by a test); returns a CompletedProcess like
+    `gentool` (stdout as bytes, stderr as text)."""
+    import io
+
+    from gentool.cli import main
+
+    out, err = io.TextIOWrapper(io.BytesIO(), write_through=True), io.StringIO()
+    saved = sys.argv, sys.stdin, sys.stdout, sys.stderr
+    sys.argv, sys.stdin, sys.stdout, sys.stderr = ["gentool", *map(str, args)], io.TextIOWrapper(io.BytesIO(stdin)), out, err
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    finally:
+        sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
+    return subprocess.CompletedProcess(args, code, out.buffer.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Tiny vae and ae runs on 256 MNIST images, trained once for the whole session."""

@@ -29,19 +29,20 @@ def test_builds_with_no_flags_and_its_losses_are_finite(name):
     assert any(p.grad is not None for p in model.parameters())
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
-def family_runs(request, tmp_path_factory):
-    """Per family: two one-step epochs straight, and one epoch then --resume to the second."""
-    root = tmp_path_factory.mktemp(request.param)
-
+def runs_of(name: str, root):
+    """Two one-step epochs straight, and one epoch then --resume to the second: (name, both runs)."""
     def options(out, epochs):
-        return training.Options(model=request.param, data="mnist", epochs=epochs, batch_size=16, limit=16,
-                                out=root / out, device="cpu")
+        return training.Options(model=name, data="mnist", epochs=epochs, batch_size=16, limit=16, out=root / out, device="cpu")
 
     straight = training.run(options("straight", 2))
     training.run(options("halves", 1))
     resumed = training.run(training.Options(model="", resume=root / "halves", epochs=2, device="cpu"))
-    return request.param, straight, resumed
+    return name, straight, resumed
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family_runs(request, tmp_path_factory):
+    return runs_of(request.param, tmp_path_factory.mktemp(request.param))
 
 
 def test_resume_equals_an_uninterrupted_run(family_runs):

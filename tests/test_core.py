@@ -289,4 +289,4 @@ def test_sizes_and_classes_that_lie_are_clear_errors(runs, tmp_path, digits):
     shutil.copy(runs["vae"] / "decoder.onnx", tmp_path / "decoder.onnx")
     _set_meta(tmp_path / "decoder.onnx", "gentool.activity", "[1.0, 2.0, 3.0]")
     proc = gentool("manifold", tmp_path / "decoder.onnx", torch_free=True, check=False)
-    assert proc.returncode == 2 and "gentool.activity has 3 values for" in proc.stderr
+    assert proc.returncode == 2 and "gentool.activity = [1.0, 2.0, 3.0] does not fit" in proc.stderr

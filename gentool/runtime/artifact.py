@@ -118,6 +118,8 @@ class Artifact(Graphs):
     def _open(self, file: Path) -> dict:
         import onnxruntime
 
+        from gentool.runtime import verbs
+
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 4  # errors become gentool's own one-line messages
         try:
@@ -134,9 +136,11 @@ class Artifact(Graphs):
         missing = [PREFIX + k for k in REQUIRED if k not in meta]
         if missing:
             raise UsageError(f"'{file}' has no gentool metadata ({', '.join(missing)}); export it with `gentool export`")
-        graphcheck.check_metadata(meta, str(file))
-        graphcheck.check_inputs(session.get_inputs(), meta, meta["role"], str(file))
-        graphcheck.check_outputs(session.get_outputs(), meta, meta["role"], str(file))
+        graphcheck.check_metadata(meta, graphcheck.BASIC, str(file))
+        declared, sampler = verbs.role(meta["role"], str(file))
+        graphcheck.check_metadata(meta, sampler, str(file))
+        graphcheck.check_inputs(session.get_inputs(), meta, meta["role"], declared, str(file))
+        graphcheck.check_outputs(session.get_outputs(), meta, meta["role"], declared, str(file))
         if self.meta and meta["model"] != self.meta["model"]:
             raise UsageError(f"'{file}' belongs to a '{meta['model']}' model, not '{self.meta['model']}'")
         if self.meta and meta.get("origin") != self.meta.get("origin"):

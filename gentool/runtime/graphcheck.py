@@ -1,5 +1,6 @@
 """What gentool checks in an ONNX file before it runs it: the operators (a hand-made graph could loop
-for ever) and the inputs its role must have, against the file's own metadata.
+for ever), and its metadata, inputs and outputs against what the sampler module that runs its role
+declares (`gentool.runtime.declaration`), in the terms of the file's own metadata.
 
 The operators are read from the file's protobuf directly (a few wire-format rules: no onnx package
 at run time): every node of the main graph and of any subgraph held in an attribute, and of any
@@ -13,6 +14,7 @@ family that needs another operator adds it here knowingly.
 from __future__ import annotations
 
 from gentool.errors import UsageError
+from gentool.runtime.declaration import ONNX_TYPES, Role, Sampler, Tensor, positive_int
 
 ALLOWED = frozenset("""
 Abs Add And ArgMax ArgMin AveragePool BatchNormalization Cast Ceil Celu Clip Concat Constant ConstantOfShape
@@ -103,75 +105,56 @@ def check_operators(buf: bytes, source: str) -> None:
         raise UsageError(f"'{source}' uses operators gentool does not run ({', '.join(foreign[:5])}): it was not exported by gentool")
 
 
-def _positive_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 2**20
-
-
-# what the runtime reads, and the form it must have
-_METADATA = {
-    "model": lambda v: isinstance(v, str),
-    "role": lambda v: isinstance(v, str),
-    "image_shape": lambda v: isinstance(v, list) and len(v) == 3 and all(map(_positive_int, v)) and v[0] in (1, 3),
-    "latent_dim": _positive_int,
-    "size_multiple": lambda v: _positive_int(v) and v <= 64,
-    "factor": lambda v: _positive_int(v) and v <= 16,
-    "halo": lambda v: v == 0 or (_positive_int(v) and v <= 1024),
-    "classes": lambda v: v is None or (isinstance(v, list) and 0 < len(v) <= 100_000 and all(isinstance(c, str) for c in v)),
-    "likelihood": lambda v: v in ("bernoulli", "gaussian"),
-    "activity": lambda v: isinstance(v, list) and all(isinstance(a, (int, float)) for a in v),
+# what every graph's metadata may hold, whatever its role, and the form it must have
+COMMON_METADATA = {
+    "model": lambda v, meta: isinstance(v, str),
+    "role": lambda v, meta: isinstance(v, str),
+    "image_shape": lambda v, meta: isinstance(v, list) and len(v) == 3 and all(map(positive_int, v)) and v[0] in (1, 3),
+    "classes": lambda v, meta: v is None or (isinstance(v, list) and 0 < len(v) <= 100_000 and all(isinstance(c, str) for c in v)),
 }
 
 
-def check_metadata(meta: dict, source: str) -> None:
-    """Each metadata value the runtime reads has the form it expects (a lie is a usage error, not a crash)."""
-    for key, valid in _METADATA.items():
-        if key in meta and not valid(meta[key]):
-            raise UsageError(f"'{source}': metadata gentool.{key} = {str(meta[key])[:60]} is not valid")
-    if meta.get("activity") is not None and len(meta["activity"]) != meta.get("latent_dim"):
-        raise UsageError(f"'{source}': metadata gentool.activity has {len(meta['activity'])} values for {meta.get('latent_dim')} latent dimensions")
+# the common keys alone, checked before the role is looked up
+BASIC = Sampler(name="any", roles={})
 
 
-# role -> (input name, rank) pairs it must take;
-# the `label` of a conditional generator and the noise `level` of a denoiser are optional
-ROLE_INPUTS = {"encoder": {"x": 4}, "denoiser": {"x": 4}, "upscaler": {"x": 4}, "level_estimator": {"x": 4},
-               "features": {"x": 4}, "decoder": {"z": 2}, "generator": {"z": 2}}
-OPTIONAL_INPUTS = {"generator": {"label": 1}, "decoder": {"label": 1}, "denoiser": {"level": 4}}
-# roles whose image input, or output, has the metadata's image size; the others take any size
-FIXED_SIZE_INPUT, FIXED_SIZE_OUTPUT = ("encoder", "features"), ("decoder", "generator")
+def check_metadata(meta: dict, sampler: Sampler, source: str) -> None:
+    """Each metadata value the runtime reads has the form it expects (a lie is a usage error, not a
+    crash): the common keys, and those the role's sampler module declares."""
+    for key, valid in {**COMMON_METADATA, **sampler.metadata}.items():
+        if meta.get(key) is not None and not valid(meta[key], meta):
+            raise UsageError(f"'{source}': metadata gentool.{key} = {str(meta[key])[:60]} does not fit this {meta.get('model')} model")
 
 
-def check_inputs(inputs, meta: dict, role: str, source: str) -> None:
-    """The inputs a role must have, with the sizes the metadata gives (dynamic axes pass)."""
-    if role not in ROLE_INPUTS:
-        return
-    shapes = {i.name: i.shape for i in inputs}
-    expected, optional = ROLE_INPUTS[role], OPTIONAL_INPUTS.get(role, {})
-    if not set(expected) <= set(shapes) <= set(expected) | set(optional):
-        raise UsageError(f"'{source}': a {role} graph takes {', '.join(expected)}; this one takes {', '.join(shapes)}")
-    image = meta["image_shape"] if role in FIXED_SIZE_INPUT else meta["image_shape"][:1]
-    wanted = {"x": [None, *image], "z": [None, meta.get("latent_dim")], "label": [None], "level": [None, 1, 1, 1]}
-    for name, shape in shapes.items():
-        sizes = wanted[name] + ([None] * 4)
-        bad = len(shape) != {**expected, **optional}[name] or any(
-            isinstance(s, int) and w is not None and s != w for s, w in zip(shape, sizes))
-        if bad:
+def check_inputs(inputs, meta: dict, role: str, declared: Role, source: str) -> None:
+    """The inputs the role declares, each of its rank and dtype, with the sizes the metadata gives
+    (dynamic axes pass)."""
+    shapes = {i.name: (i.shape, i.type) for i in inputs}
+    expected = {t.name: t for t in declared.inputs}
+    required = [t.name for t in declared.inputs if not t.optional]
+    if not set(required) <= set(shapes) <= set(expected):
+        raise UsageError(f"'{source}': a {role} graph takes {', '.join(required)}; this one takes {', '.join(shapes)}")
+    for name, (shape, kind) in shapes.items():
+        tensor = expected[name]
+        if kind != ONNX_TYPES[tensor.dtype]:
+            raise UsageError(f"'{source}': input {name} is {kind}, not the {tensor.dtype} a {role} graph takes")
+        if not _fits(shape, tensor, meta):
             raise UsageError(f"'{source}': input {name} has shape {shape}, which does not fit its metadata")
 
 
-def check_outputs(outputs, meta: dict, role: str, source: str) -> None:
-    """What a role must give: an encoder its code (or mean and log-variance), a feature network its
-    features (and logits), a level estimator one map (N, 1, h, w), the image roles one image batch
-    with the model's channels."""
+def _fits(shape, tensor: Tensor, meta: dict) -> bool:
+    return len(shape) == tensor.rank and all(not isinstance(s, int) or w is None or s == w for s, w in zip(shape, tensor.sizes(meta)))
+
+
+def check_outputs(outputs, meta: dict, role: str, declared: Role, source: str) -> None:
+    """The outputs match one of the forms the role declares."""
     shapes = {o.name: o.shape for o in outputs}
-    if role == "encoder":
-        if set(shapes) not in ({"code"}, {"mean", "logvar"}) or any(len(s) != 2 for s in shapes.values()):
-            raise UsageError(f"'{source}': an encoder graph gives code, or mean and logvar, each (N, D); this one gives {shapes}")
-    elif role == "features":
-        if set(shapes) not in ({"features"}, {"features", "logits"}) or any(len(s) != 2 for s in shapes.values()):
-            raise UsageError(f"'{source}': a features graph gives features, and optionally logits, each (N, D); this one gives {shapes}")
-    elif role in ROLE_INPUTS:
-        (shape,) = shapes.values() if len(shapes) == 1 else (None,)
-        wanted = [1] if role == "level_estimator" else meta["image_shape"] if role in FIXED_SIZE_OUTPUT else meta["image_shape"][:1]
-        if shape is None or len(shape) != 4 or any(isinstance(s, int) and s != w for s, w in zip(shape[1:], wanted)):
-            form = ", ".join(map(str, wanted + ["H", "W"][len(wanted) - 1 :]))
-            raise UsageError(f"'{source}': a {role} graph gives one batch (N, {form}); this one gives {shapes}")
+    for form in declared.outputs:
+        if len(form) == 1 and form[0].name == "*":
+            if len(shapes) == 1 and _fits(next(iter(shapes.values())), form[0], meta):
+                return
+        elif set(shapes) == {t.name for t in form} and all(_fits(shapes[t.name], t, meta) for t in form):
+            return
+    described = " or ".join(f"one batch {form[0].form(meta)}" if form[0].name == "*" else
+                            " and ".join(f"{t.name} {t.form(meta)}" for t in form) for form in declared.outputs)
+    raise UsageError(f"'{source}': a {role} graph gives {described}; this one gives {shapes}")

@@ -17,8 +17,7 @@ from gentool import metrics
 from gentool.errors import UsageError
 from gentool.runtime import ASSETS
 from gentool.runtime.artifact import Graphs
-
-VERBS = {"denoise": [("denoiser",)], "upscale": [("upscaler",)], "score": [("denoiser",)]}
+from gentool.runtime.declaration import Role, Sampler, Tensor, Verb, positive_int
 
 # Trained by this project on MNIST + Fashion-MNIST: a blind dae (an export directory: its denoiser
 # and level estimator graphs), and sr models by factor.
@@ -117,7 +116,24 @@ def upscale(graphs: Graphs, image: np.ndarray, factor: int | None = None, tile: 
     return out[:, :, : h * own, : w * own].reshape(c, h * own, w * own)
 
 
-def score(graphs: Graphs, images: np.ndarray, seed: int | None = None, samples: int = 1) -> tuple[np.ndarray, str]:
+def score(graphs: Graphs, images: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, str]:
     """`reconstruction_mse`: the per-image mean squared error between an image and the denoiser's output."""
     x = np.asarray(images, np.float32)
     return metrics.mse(x, denoise_batch(graphs, x)), "reconstruction_mse"
+
+
+_ANY_SIZE = Tensor("x", "N C h w")
+SAMPLER = Sampler(
+    name="image-to-image",
+    roles={
+        "denoiser": Role(inputs=(_ANY_SIZE, Tensor("level", "N 1 1 1", optional=True)), outputs=((Tensor("*", "N C h w"),),)),
+        "level_estimator": Role(inputs=(_ANY_SIZE,), outputs=((Tensor("*", "N 1 h w"),),)),
+        "upscaler": Role(inputs=(_ANY_SIZE,), outputs=((Tensor("*", "N C h w"),),)),
+    },
+    verbs={"denoise": Verb(denoise, (("denoiser",),)), "upscale": Verb(upscale, (("upscaler",),)), "score": Verb(score, (("denoiser",),))},
+    metadata={
+        "size_multiple": lambda v, meta: positive_int(v, 64),
+        "factor": lambda v, meta: positive_int(v, 16),
+        "halo": lambda v, meta: v == 0 or positive_int(v, 1024),
+    },
+)

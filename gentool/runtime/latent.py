@@ -17,19 +17,10 @@ import numpy as np
 from gentool import metrics
 from gentool.errors import UsageError
 from gentool.runtime.artifact import Graphs
+from gentool.runtime.declaration import Option, Role, Sampler, Tensor, Verb, positive_int
 
 Z_ROLES = ("decoder", "generator")
-# verb -> the sets of roles, any of which provides it
-VERBS = {
-    "sample": [("decoder",), ("generator",)],
-    "decode": [("decoder",), ("generator",)],
-    "interpolate": [("decoder",), ("generator",)],
-    "manifold": [("decoder",), ("generator",)],
-    "arithmetic": [("decoder",), ("generator",)],
-    "encode": [("encoder",)],
-    "reconstruct": [("encoder", "decoder")],
-    "score": [("encoder", "decoder")],
-}
+MAX_SAMPLES = 10_000  # posterior draws per image `score` takes at most
 
 
 def z_role(graphs: Graphs) -> str:
@@ -52,10 +43,10 @@ def prior(graphs: Graphs, verb: str) -> tuple[np.ndarray, np.ndarray]:
 def standard_normals(rng: np.random.Generator, shape: tuple[int, int], truncation: float | None = None) -> np.ndarray:
     """N(0, I) draws; with `truncation` every value beyond +-truncation is drawn again until none is
     (the truncation trick of Brock et al. 2019: fewer, more typical images)."""
+    if truncation is not None and not truncation > 0:
+        raise UsageError(f"--truncation must be positive, got {truncation}")
     eps = rng.standard_normal(shape)
     if truncation is not None:
-        if not truncation > 0:
-            raise UsageError(f"--truncation must be positive, got {truncation}")
         outside = np.abs(eps) > truncation
         while outside.any():
             eps[outside] = rng.standard_normal(int(outside.sum()))
@@ -202,6 +193,8 @@ def score(graphs: Graphs, images: np.ndarray, seed: int | None, samples: int = 1
     - `reconstruction_mse` otherwise: the per-image mean squared error between the image and the
       decoded code (or posterior mean).
     """
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise UsageError(f"--samples must be at {'least 1' if samples < 1 else f'most {MAX_SAMPLES}'}, got {samples}")
     x = np.asarray(images, np.float32)
     encoded = encode(graphs, x)
     if "logvar" not in encoded or graphs.meta.get("likelihood") != "bernoulli":
@@ -211,3 +204,38 @@ def score(graphs: Graphs, images: np.ndarray, seed: int | None, samples: int = 1
     nll = sum(metrics.bce_nats(decode(graphs, mean + np.exp(0.5 * logvar) * eps[:, k]), x) for k in range(samples)) / samples
     kl = -0.5 * (1 + logvar - mean**2 - np.exp(logvar)).sum(1)
     return nll + kl, "neg_elbo_nats"
+
+
+def _activity(value, meta: dict) -> bool:
+    return isinstance(value, list) and len(value) == meta.get("latent_dim") and all(isinstance(a, (int, float)) for a in value)
+
+
+_Z_GRAPH = Role(inputs=(Tensor("z", "N latent_dim"), Tensor("label", "N", "int64", optional=True)),
+                outputs=((Tensor("*", "N C H W"),),))
+_CODES = (("decoder",), ("generator",))
+TRUNCATION = Option("truncation", float, None, "Redraw latent values beyond +-T (e.g. 1.0): more typical, less varied images.")
+SAMPLER = Sampler(
+    name="latent",
+    roles={
+        "encoder": Role(inputs=(Tensor("x", "N C H W"),),
+                        outputs=((Tensor("code", "N latent_dim"),), (Tensor("mean", "N latent_dim"), Tensor("logvar", "N latent_dim")))),
+        "decoder": _Z_GRAPH,
+        "generator": _Z_GRAPH,
+    },
+    verbs={
+        "sample": Verb(sample, _CODES, needs=("prior",), options=(TRUNCATION,)),
+        "decode": Verb(decode, _CODES),
+        "interpolate": Verb(interpolate, _CODES),
+        "manifold": Verb(manifold, _CODES, needs=("prior",)),
+        "arithmetic": Verb(arithmetic, _CODES),
+        "encode": Verb(encode, (("encoder",),)),
+        "reconstruct": Verb(reconstruct, (("encoder", "decoder"),)),
+        "score": Verb(score, (("encoder", "decoder"),), options=(
+            Option("samples", int, 1, "Posterior samples the -ELBO's reconstruction term is averaged over (a VAE's)."),)),
+    },
+    metadata={
+        "latent_dim": lambda v, meta: positive_int(v),
+        "likelihood": lambda v, meta: v in ("bernoulli", "gaussian"),
+        "activity": _activity,
+    },
+)

@@ -18,10 +18,10 @@ from gentool import files, metrics, progress
 from gentool.errors import UsageError
 from gentool.runtime import ASSETS, verbs
 from gentool.runtime.artifact import Artifact, Graphs
+from gentool.runtime.declaration import Role, Sampler, Tensor
 
 BUNDLED_FEATURES = {"mnist": ASSETS / "features-mnist.onnx", "fashion-mnist": ASSETS / "features-fashion-mnist.onnx"}
 SAMPLES = 10_000
-QUICK_SAMPLES = 1_000  # the per-epoch FID of a training run: for trends, biased up against SAMPLES
 # images per feature pass; a longer set shows a progress bar on a terminal
 CHUNK = 2_000
 
@@ -101,43 +101,48 @@ def conditional_labels(graphs: Graphs, n: int) -> np.ndarray | None:
 
 
 def evaluate_generator(graphs: Graphs, n: int, seed: int, network: Artifact, network_name: str, data_name: str | None = None,
-                       truncation: float | None = None) -> dict:
-    """`n` samples drawn with the artifact's own sampler (latent values within +-`truncation` when
-    given, reported as `truncation`) against its data's test split (or `data_name`'s), with the floor
+                       options: dict | None = None) -> dict:
+    """`n` samples drawn with the artifact's own sampler (with its `options`, each reported beside
+    the figures) against its data's test split (or `data_name`'s), with the floor
     `fid_train_vs_test`: the first min(n, test size) real training images against the test split."""
-    return evaluate_truncations(graphs, n, seed, network, network_name, data_name, [truncation])[0]
+    return evaluate_settings(graphs, n, seed, network, network_name, data_name, [options or {}])[0]
 
 
-def evaluate_truncations(graphs: Graphs, n: int, seed: int, network: Artifact, network_name: str, data_name: str | None,
-                         truncations: list[float | None]) -> list[dict]:
-    """`evaluate_generator` for each truncation, the real features and the floor taken once."""
+def evaluate_settings(graphs: Graphs, n: int, seed: int, network: Artifact, network_name: str, data_name: str | None,
+                      settings: list[dict]) -> list[dict]:
+    """`evaluate_generator` for each setting of the sampler's options, the real features and the
+    floor taken once."""
     data_name = data_name or graphs.meta.get("data")
     if not data_name:
         raise UsageError("this artifact does not say what data it was trained on: pass --data")
-    sample, labels = verbs.find(graphs, "sample"), conditional_labels(graphs, n)  # usage errors before the long part
+    samplers = [verbs.find(graphs, "sample", options=options) for options in settings]  # usage errors before the long part
+    labels = conditional_labels(graphs, n)
     key = network_key(network)
     with progress.stage(f"features of the real {data_name} images"):
         test = split_features(network, key, data_name, "test")
         train = split_features(network, key, data_name, "train", min(n, len(test)))
     floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
     rows = []
-    for truncation in truncations:
+    for options, sample in zip(settings, samplers):
         with progress.stage(f"drawing {n} samples"):
-            images = sample(graphs, n, seed, labels, truncation=truncation)
+            images = sample(graphs, n, seed, labels)
         fake, logits = features(network, images)
         with progress.stage("fid, kid, precision, recall, density, coverage"):
             rows.append({"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
-                         **({} if truncation is None else {"truncation": truncation}),
+                         **{k: v for k, v in options.items() if v is not None},
                          **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor})
     return rows
 
 
-def can_sample(graphs: Graphs) -> bool:
-    return verbs.supports(graphs, "sample") and graphs.meta.get("prior") is not None
-
-
-def quick_fid(graphs: Graphs, network: Artifact, real: np.ndarray, seed: int) -> float:
-    """FID of as many samples as `real` has rows (the features of real test images), drawn from `seed`."""
+def quick_fid(graphs: Graphs, network: Artifact, real: np.ndarray, seed: int, options: dict) -> float:
+    """FID of as many samples as `real` has rows (the features of real test images), drawn from
+    `seed` with the sampler's `options`."""
     labels = conditional_labels(graphs, len(real))
-    fake, _ = features(network, verbs.find(graphs, "sample")(graphs, len(real), seed, labels))
+    fake, _ = features(network, verbs.find(graphs, "sample", options=options)(graphs, len(real), seed, labels))
     return metrics.frechet_distance(*metrics.gaussian_stats(real), *metrics.gaussian_stats(fake))
+
+SAMPLER = Sampler(
+    name="features",
+    roles={"features": Role(inputs=(Tensor("x", "N C H W"),),
+                            outputs=((Tensor("features", "N D"),), (Tensor("features", "N D"), Tensor("logits", "N K"))))},
+)

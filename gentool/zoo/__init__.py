@@ -42,15 +42,16 @@ CATALOG = Path(__file__).with_name("catalog.json")
 
 
 def entry(cls) -> dict:
-    """A family as `gentool models --json` shows it: summary, options (type, default, choices) and
-    training defaults."""
+    """A family as `gentool models --json` shows it: summary, options (type, default, choices),
+    training defaults and what `evaluate` reports (`metrics`, or the quality of `samples`)."""
     def kind(default) -> str:
         return "flag" if isinstance(default, bool) else "float" if default is None else type(default).__name__
 
     options = {key.replace("_", "-"): {"type": kind(default), "default": default,
                                         **({"choices": list(cls.choices[key])} if key in cls.choices else {})}
                for key, default in cls.defaults.items()}
-    return {"summary": cls.__doc__.strip().splitlines()[0], "options": options, "train_defaults": dict(cls.train_defaults)}
+    return {"summary": cls.__doc__.strip().splitlines()[0], "options": options, "train_defaults": dict(cls.train_defaults),
+            "evaluation": cls.evaluation}
 
 
 def write_catalog() -> None:

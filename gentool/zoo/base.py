@@ -20,11 +20,14 @@ Hooks with defaults that fit most families:
   generator's weights there); `after_epoch(batches)` after each epoch on batches of training images
   (the AE fits its code prior there).
 - `preview(graphs, images, seed)`: the per-epoch grids, drawn by the runtime's samplers over the
-  torch-backed `graphs` (so a run's grids are what `gentool sample` draws);
+  torch-backed `graphs` (so a run's grids are what `gentool sample` draws), `preview_samples` of
+  them with the options of `sampling(graphs)`, which the per-epoch quick FID of
+  `quick_fid_samples` images also uses; `shown_losses`, the figures printed beside the losses;
 - `metrics(x, y, settings)`: per-example evaluation metrics of a batch (shape (N,), averaged over
   the split; (N, D) vectors are collected for `summary`), and `summary(means, vectors, settings)`
   for split-level figures. Both get the split's size `n` and each batch's `offset` in the settings.
-  `evaluation_options` names the `evaluate` options a family reads (with defaults); giving one to a
+  A family without metrics (a GAN) sets `evaluation = "samples"`: `evaluate` then reports the
+  quality of its samples. `evaluation_options` names the `evaluate` options a family reads (with defaults); giving one to a
   family that does not read it is a usage error. A figure too slow for a whole split is taken on
   `evenly_spaced` images unless `full` is set.
 """
@@ -38,9 +41,6 @@ import torch
 from torch import nn
 
 from gentool.runtime import verbs
-
-PREVIEW_SAMPLES = 64
-
 
 def subset_stride(settings: dict, most: int) -> int:
     """Every how many images of the split the evenly spaced subset of about `most` takes (1: all)."""
@@ -87,7 +87,11 @@ class GenerativeModel(nn.Module):
     defaults: dict = {}
     choices: dict = {}
     train_defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "lr_schedule": "constant"}
+    evaluation = "metrics"  # what `evaluate` reports: `metrics` on a split, or the quality of `samples`
     evaluation_options: dict = {}  # `evaluate` options the family reads, with their defaults
+    preview_samples = 64  # samples in the per-epoch grid
+    quick_fid_samples = 1_000  # samples (and test images) of the per-epoch quick FID
+    shown_losses: dict = {}  # loss keys shown beside the epoch's losses, with the label they go by
 
     def __init__(self, image_shape: tuple[int, int, int], hparams: dict, num_classes: int | None = None):
         super().__init__()
@@ -126,14 +130,19 @@ class GenerativeModel(nn.Module):
         return {}
 
     def preview(self, graphs, images: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-        """Named image batches for the per-epoch grids: prior samples, and test images above their
-        reconstructions, for the roles that provide them."""
+        """Named image batches for the per-epoch grids: `preview_samples` samples drawn with
+        `sampling()`, and test images above their reconstructions, for the roles that provide them."""
         out = {}
-        if verbs.supports(graphs, "sample") and graphs.meta.get("prior") is not None:
-            out["samples"] = verbs.find(graphs, "sample")(graphs, PREVIEW_SAMPLES, seed)
+        if verbs.supports(graphs, "sample"):
+            out["samples"] = verbs.find(graphs, "sample", options=self.sampling(graphs))(graphs, self.preview_samples, seed)
         if verbs.supports(graphs, "reconstruct"):
             out["reconstructions"] = np.concatenate([images, verbs.find(graphs, "reconstruct")(graphs, images)])
         return out
+
+    def sampling(self, graphs) -> dict:
+        """The sampler options of the previews and of the per-epoch quick FID: by default the
+        cheapest the sampler module declares (a diffusion family would pick a few DDIM steps)."""
+        return verbs.cheapest(graphs, "sample")
 
     def metrics(self, x: torch.Tensor, y: torch.Tensor | None, settings: dict) -> dict:
         return {}

@@ -118,6 +118,7 @@ class Adversarial(GenerativeModel):
     discriminator or critic), one Adam per player, keyed z, and the exported generator graph."""
 
     judge = "discriminator"
+    evaluation = "samples"
     batch_norm = True
     betas = (0.5, 0.999)
 
@@ -192,6 +193,7 @@ class GAN(Adversarial):
     defaults = {"loss": "ns", "latent_dim": 100, "width": 32, "hidden": 512, "conditional": False, "ema": 0.999}
     choices = {"loss": ("ns", "minimax", "lsgan")}
     train_defaults = {"epochs": 10, "batch_size": 128, "lr": 2e-4, "lr_schedule": "constant"}
+    shown_losses = {"discriminator_d_real": "D(x)", "discriminator_d_fake": "D(G(z))"}  # the mean discriminator outputs
 
     def phase_losses(self, phase, nets, x, y, step):
         loss, real = self.hparams["loss"], x * 2 - 1

@@ -35,6 +35,7 @@ class WGANGP(Adversarial):
     name = "wgan-gp"
     judge = "critic"
     batch_norm = False
+    shown_losses = {"critic_wasserstein": "W"}  # the critic's estimate of the Wasserstein distance
     betas = (0.5, 0.9)
     defaults = {"latent_dim": 100, "width": 32, "hidden": 512, "conditional": False, "ema": 0.999, "gp": 10.0, "n_critic": 5}
     train_defaults = {"epochs": 10, "batch_size": 64, "lr": 1e-4, "lr_schedule": "constant"}
