@@ -19,7 +19,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from gentool.errors import GentoolError, UsageError
+from gentool import console, inputs
+from gentool.errors import GentoolError, UsageError, check_count
 
 app = typer.Typer(
     name="gentool",
@@ -71,23 +72,6 @@ def _needs_torch(verb: str) -> None:
         import torch  # noqa: F401
     except ImportError:
         raise UsageError(f"'gentool {verb}' needs PyTorch: pip install 'gentool[train]'") from None
-
-
-def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _stdout_console():
-    """A Rich console on stdout; off a terminal its tables take the width they need (no wrapping)."""
-    from rich.console import Console
-
-    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 1000)
-
-
-def _out(text: str) -> None:
-    from gentool.files import write_stdout
-
-    write_stdout(text + "\n")
 
 
 def _open(spec: str, device: Device, verb: str, options: dict | None = None):
@@ -145,27 +129,6 @@ def _sampler_options(verb: str):
     return lambda command: _SamplerOptions(verb, command)
 
 
-def _read(artifact, paths: list[str]):
-    from gentool import images
-
-    c, h, w = artifact.image_shape
-    x, notes = images.read_images(paths, c, (h, w))
-    for note in notes:
-        _err(f"note: {note}")
-    return x
-
-
-def _read_any_size(artifact, path: str):
-    """One image at its own size; a grayscale model keeps a colour image's channels (taken one by one)."""
-    from gentool import images
-
-    c = artifact.image_shape[0]
-    x, notes = images.read_image(path, None if c == 1 else c)
-    for note in notes:
-        _err(f"note: {note}")
-    return x
-
-
 def provenance(art, **extra) -> dict[str, str]:
     """What made an image, for its PNG tEXt chunks: `Software`, and `gentool`, a JSON object with the
     version, the verb, its arguments (all but where the output goes and the device), the origin of
@@ -187,10 +150,10 @@ def _write(art, image_batch, out: str | None, nrow: int | None = None) -> None:
     from gentool import images
 
     if nrow is not None:
-        _positive("--nrow", nrow)
+        check_count("--nrow", nrow)
     if images.is_folder(out):
         paths = images.write_folder(image_batch, out, lambda i: provenance(art, image=i))
-        _err(f"wrote {len(paths)} image{'s' * (len(paths) > 1)} to {out}: "
+        console.err(f"wrote {len(paths)} image{'s' * (len(paths) > 1)} to {out}: "
              + (paths[0].name if len(paths) == 1 else f"{paths[0].name} to {paths[-1].name}"))
         return
     many = len(image_batch) > 1
@@ -200,14 +163,6 @@ def _write(art, image_batch, out: str | None, nrow: int | None = None) -> None:
 
 # Bounds on what one command draws, so that a typo costs what was meant (a 10^9-image grid would not)
 MAX_IMAGES, MAX_STEPS, MAX_SIDE = 100_000, 1_000, 100
-SCATTER_POINTS = 5_000  # test images in `plot --latent` unless --limit says otherwise
-
-
-def _positive(name: str, value: int, most: int | None = None, least: int = 1) -> None:
-    if value < least:
-        raise UsageError(f"{name} must be at least {least}, got {value}")
-    if most is not None and value > most:
-        raise UsageError(f"{name} must be at most {most}, got {value}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
@@ -247,24 +202,12 @@ def train(
     from gentool import train as training
     from gentool.data import parse_size
 
-    if model is None and resume is None and init is None:
-        raise UsageError("name a model to train (e.g. `gentool train vae --data mnist`), --resume a run or --init from one")
-    if limit is not None:
-        _positive("--limit", limit)
-    extra = list(ctx.args)
-    if resume and (extra or model or data or classes or size):
-        raise UsageError("--resume continues a run with its own settings; only --epochs and --device may be given")
-    if init and (resume or extra):
-        raise UsageError("--init takes the model and its options from the run it starts from; it cannot be combined with --resume or model options")
-    run_dir = training.run(
-        training.Options(
-            model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
-            device=device.value, out=out, resume=resume, init=init, limit=limit, binarize=binarize, hparam_args=tuple(extra),
-            classes=classes, size=parse_size(size) if size else None,
-        )
-    )
+    run_dir = training.run(training.Options(
+        model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
+        device=device.value, out=out, resume=resume, init=init, limit=limit, binarize=binarize, hparam_args=tuple(ctx.args),
+        classes=classes, size=parse_size(size) if size else None).check())
     if run_dir is not None:  # None in the processes of rank > 0 under torchrun
-        _out(str(run_dir))
+        console.out(str(run_dir))
 
 
 @app.command()
@@ -277,9 +220,9 @@ def models(
 
     names = [name] if name else list(zoo.catalog())
     if as_json:
-        _out(json.dumps({n: zoo.catalog_entry(n) for n in names}, indent=1))
+        console.out(json.dumps({n: zoo.catalog_entry(n) for n in names}, indent=1))
     else:
-        _out("\n\n".join(zoo.describe(n) for n in names))
+        console.out("\n\n".join(zoo.describe(n) for n in names))
 
 
 @app.command("runs")
@@ -294,39 +237,21 @@ def list_runs(
 
     found = runs.listing(model)
     if not found:
-        _err(f"no runs{' of ' + model if model else ''} in {runs.ROOT}/ (`gentool train MODEL --data D` makes one)")
+        console.err(f"no runs{' of ' + model if model else ''} in {runs.ROOT}/ (`gentool train MODEL --data D` makes one)")
         return
     if as_json:
-        _out("\n".join(json.dumps(row) for row in found))
-        return
-    from rich.table import Table
-
-    table = Table("run", "model", "data", "epochs", "test loss", "fid_1k", "graphs", "modified")
-    for row in found:
-        table.add_row(row["run"], row["model"], str(row["data"]), f"{row['epoch']}/{row['epochs']}",
-                      *(f"{row[k]:.4g}" if row[k] is not None else "" for k in ("test_loss", "fid_1k")),
-                      ", ".join(row["graphs"]) or "none", row["modified"])
-    _stdout_console().print(table)
+        console.out("\n".join(json.dumps(row) for row in found))
+    else:
+        console.table(None, list(runs.COLUMNS), [runs.cells(row) for row in found])
 
 
 @app.command()
 def env(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False) -> None:
     """Report versions, onnxruntime's providers, whether CUDA really works, and where data and caches are."""
-    from gentool.environment import report
+    from gentool import environment
 
-    found = report()
-    if as_json:
-        _out(json.dumps(found, indent=1))
-        return
-    lines = []
-    for key, value in found.items():
-        if isinstance(value, dict):
-            lines.append(f"{key}:")
-            lines += [f"  {k:<18} {'missing (downloaded on first use)' if v is None else ', '.join(v) if isinstance(v, list) else v}"
-                      for k, v in value.items()]
-        else:
-            lines.append(f"{key:<20} {'not installed' if value is None else value}")
-    _out("\n".join(lines))
+    found = environment.report()
+    console.out(json.dumps(found, indent=1) if as_json else environment.describe(found))
 
 
 @app.command()
@@ -354,110 +279,32 @@ def evaluate(
     from gentool import runs
 
     path = runs.resolve(run, "model.safetensors", "a checkpoint")
-    run = str(path)
-    if samples is not None or truncation is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or _evaluates_samples(path):
+    if samples is not None or truncation is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or runs.evaluates_samples(path):
         if iw_samples is not None or full or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
             raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --full, --noise-level, --anomaly, --probe, --limit and --split")
-        artifact = str(path.parent) if path.suffix == ".safetensors" else run  # the graphs beside a checkpoint
-        _sample_quality(artifact, data, samples, features, _truncations(truncation), seed, device, as_json, plot)
+        from gentool import plots
+        from gentool.runtime import latent, quality
+
+        settings = latent.truncation_settings(truncation)
+        if plot:
+            if len(settings) < 2:
+                raise UsageError("--plot draws sample quality against truncation: give several --truncation values (e.g. 0.5,1,1.5,2,none)")
+            plots.check_target(plot)
+        artifact = str(path.parent if path.suffix == ".safetensors" else path)  # the graphs beside a checkpoint
+        rows, heading = quality.sample_quality(artifact, device.value, data, samples, features, settings, seed)
+        if len(rows) == 1:
+            console.report(rows[0], heading, as_json)
+            return
+        if plot:
+            plots.quality_curves(plot, rows, heading)
+        console.report_rows(rows, heading, as_json, "truncation")
         return
     _needs_torch("evaluate")
     from gentool.evaluate import evaluate as run_evaluation
 
-    if iw_samples is not None and iw_samples < 0:
-        raise UsageError(f"--iw-samples must be 0 or more, got {iw_samples}")
-    if limit is not None:
-        _positive("--limit", limit)
-    if noise_level is not None and not 0 <= noise_level <= 1:
-        raise UsageError(f"--noise-level must be in [0, 1], got {noise_level}")
-    if plot and not anomaly:
-        raise UsageError("--plot draws the ROC curve of --anomaly or the curves of several --truncation values; for training curves use `gentool plot RUN`")
-    if plot:
-        from gentool import plots
-
-        plots.check_target(plot)
     result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe, plot,
                             iw_samples=iw_samples, noise_level=noise_level, full=full or None)
-    _report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
-
-
-def _evaluates_samples(path: Path) -> bool:
-    """A checkpoint of a family whose evaluation is the quality of its samples (a GAN's), read
-    from the torch-free catalog, so that nothing is loaded twice."""
-    from gentool import runs, zoo
-
-    meta = runs.checkpoint_meta(path if path.suffix == ".safetensors" else path / "model.safetensors") or {}
-    return zoo.catalog().get(meta.get("model"), {}).get("evaluation") == "samples"
-
-
-def _truncations(text: str | None) -> list[float | None]:
-    """'0.5,1,none' -> [0.5, 1.0, None]; no option: [None]."""
-    if text is None:
-        return [None]
-    try:
-        values = [None if item.strip().lower() == "none" else float(item) for item in text.split(",")]
-    except ValueError:
-        raise UsageError(f"--truncation takes positive numbers or 'none', comma-separated, got '{text}'") from None
-    if any(v is not None and not v > 0 for v in values):
-        raise UsageError(f"--truncation values must be positive, got '{text}'")
-    return values
-
-
-def _sample_quality(run: str, data: str | None, samples: int | None, features: str | None, truncations: list[float | None],
-                    seed: int, device: Device, as_json: bool, plot: str | None) -> None:
-    from gentool.runtime import quality
-
-    samples = quality.SAMPLES if samples is None else samples
-    _positive("--samples", samples, MAX_IMAGES)
-    art, _ = _open(run, device, "sample")
-    wanted = features or data or art.meta.get("data")
-    if features is None and wanted not in quality.BUNDLED_FEATURES:
-        raise UsageError(f"gentool bundles feature networks for {', '.join(quality.BUNDLED_FEATURES)}, not '{wanted}': pass --features PATH.onnx")
-    if plot and len(truncations) < 2:
-        raise UsageError("--plot draws sample quality against truncation: give several --truncation values (e.g. 0.5,1,1.5,2,none)")
-    if plot:
-        from gentool import plots
-
-        plots.check_target(plot)
-    network, name = quality.feature_network(wanted, device.value)
-    rows = quality.evaluate_settings(art, samples, seed, network, name, data, [{"truncation": t} if t is not None else {} for t in truncations])
-    if len(rows) > 1:
-        rows = [{**row, "truncation": t} for row, t in zip(rows, truncations)]
-    heading = f"gentool FID ({name} features): {samples} samples of {run} against {rows[0]['data']} test"
-    if len(rows) == 1:
-        _report(rows[0], heading, as_json)
-        return
-    if plot:
-        plots.quality_curves(plot, rows, heading)
-    if as_json:
-        _out("\n".join(json.dumps(row) for row in rows))
-        return
-    from rich.table import Table
-
-    shown = [k for k, v in rows[0].items() if isinstance(v, float) and k != "truncation"]
-    table = Table("truncation", *shown)
-    for row in rows:
-        table.add_row(str(row["truncation"] or "none"), *(f"{row[k]:.4f}" for k in shown))
-    console = _stdout_console()
-    console.print(heading, soft_wrap=True)
-    console.print(table)
-
-
-def _report(result: dict, heading: str, as_json: bool, in_heading: tuple[str, ...] = ()) -> None:
-    """A result on stdout: one JSON object with --json, else a table under `heading` (without the
-    keys `in_heading` already shows)."""
-    if as_json:
-        _out(json.dumps(result))
-        return
-    from rich.table import Table
-
-    table = Table("metric", "value")
-    for key, value in result.items():
-        if key not in in_heading:
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    console = _stdout_console()
-    console.print(heading, soft_wrap=True)
-    console.print(table)
+    console.report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
 
 
 @app.command()
@@ -474,22 +321,9 @@ def fid(
 
     fid, kid, precision, recall, density, coverage and the classifier score, on a gentool feature
     network (not Inception)."""
-    import numpy as np
-
-    from gentool import data
     from gentool.runtime import quality
 
-    features = features or next((n for n in (reference.split(":")[0], samples.split(":")[0]) if n in quality.BUNDLED_FEATURES), None)
-    if features is None:
-        raise UsageError("name the feature network: --features mnist (for digits), fashion-mnist (for clothing), or PATH.onnx "
-                         "for other images (the features.onnx of `gentool train classifier --data YOUR-DATA`)")
-    network, name = quality.feature_network(features, device.value)
-    if limit is not None:
-        _positive("--limit", limit)
-    sets = [data.image_set(spec, limit) for spec in (reference, samples)]
-    real, fake = (quality.features(network, _conformed(s, network.image_shape) / np.float32(255)) for s in sets)
-    result = {"features": name, "n_reference": len(sets[0]), "n_samples": len(sets[1]), **quality.compare(real[0], fake[0], fake[1], seed=seed)}
-    _report(result, f"gentool FID ({name} features): {samples} against {reference}", as_json)
+    console.report(*quality.fid(reference, samples, features, limit, seed, device.value), as_json)
 
 
 @app.command()
@@ -509,8 +343,8 @@ def export(
     target = out or (path if path.is_dir() else path.parent)
     differences = run_export(model, meta, target, opset or OPSET)
     for role, diff in differences.items():
-        _err(f"{role}: {target / (role + '.onnx')}  max |torch - onnxruntime| = {diff:.1e}")
-    _out(str(target))
+        console.err(f"{role}: {target / (role + '.onnx')}  max |torch - onnxruntime| = {diff:.1e}")
+    console.out(str(target))
 
 
 @app.command("plot")
@@ -518,7 +352,7 @@ def plot_figure(
     run: Annotated[str, typer.Argument(help="A run directory or a model name (its newest run); with --latent any artifact with an encoder.")],
     latent: Annotated[bool, typer.Option("--latent", help="Instead: the test split's codes coloured by class (the first two principal components of wider codes).")] = False,
     data: Annotated[Optional[str], typer.Option(help="--latent: the data whose test split is encoded (default: the model's).")] = None,
-    limit: Annotated[Optional[int], typer.Option(help=f"--latent: the first N test images (default {SCATTER_POINTS}).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="--latent: the first N test images (default 5000).")] = None,
     out: Annotated[Optional[str], typer.Option("-o", "--out", help="A .png, .svg or .pdf file, or '-' for a PNG on stdout (default: results.png, or latent.png, in the run directory).")] = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
@@ -530,30 +364,17 @@ def plot_figure(
     if out is not None:
         plots.check_target(out)
     path = runs.resolve(run, "encoder.onnx" if latent else "metrics.jsonl", "an encoder" if latent else "training metrics")
-    if not latent:
-        if limit is not None or data is not None:
-            raise UsageError("--limit and --data go with --latent")
+    if latent:
+        target = plots.latent_figure(path, device.value, data, limit, out)
+    elif limit is not None or data is not None:
+        raise UsageError("--limit and --data go with --latent")
+    else:
         target = out or str(path / "results.png")
         plots.training_curves(path, target)
-    else:
-        import numpy as np
-
-        from gentool import data as datasets
-        from gentool.runtime import latent as latents
-
-        _positive("--limit", SCATTER_POINTS if limit is None else limit)
-        art, encode = _open(str(path), device, "encode")
-        source = data or art.meta.get("data")
-        if not source:
-            raise UsageError("this artifact does not say what data it was trained on: pass --data")
-        split = datasets.check_shape(datasets.load(source, "test", limit or SCATTER_POINTS), art.image_shape, "test")
-        codes = latents.code_of(encode(art, split.images / np.float32(255)))
-        target = out or str((path if path.is_dir() else path.parent) / "latent.png")
-        plots.latent_scatter(target, codes, split.labels, split.classes, f"{art.model} codes of {split.name} test ({len(split)} images)")
     from gentool.files import STDOUT_PATHS
 
     if target not in STDOUT_PATHS:  # else the PNG itself went to stdout
-        _out(target)
+        console.out(target)
 
 
 LabelOpt = Annotated[Optional[str], typer.Option(help="Conditional models: the class to draw (a name or index; default: the classes in turn).")]
@@ -583,7 +404,7 @@ def sample(
     """Draw new images from the model (a grid PNG).
 
     The sampler's own options follow: each applies to the models its help names."""
-    _positive("-n", n, MAX_IMAGES)
+    check_count("-n", n, MAX_IMAGES)
     art, run = _open(artifact, device, "sample", options)
     _write(art, run(art, n, seed, _labels(art, label, n)), out, nrow)
 
@@ -591,13 +412,13 @@ def sample(
 @app.command()
 def reconstruct(
     artifact: ArtifactArg,
-    inputs: Annotated[list[str], typer.Argument(help="Images (PNG/JPEG paths, or '-' for stdin).")],
+    paths: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Images (PNG/JPEG paths, or '-' for stdin).")],
     out: OutOpt = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Encode and decode images; several inputs give a grid in input order."""
     art, run = _open(artifact, device, "reconstruct")
-    _write(art, run(art, _read(art, inputs)), out)
+    _write(art, run(art, inputs.batch(art, paths)), out)
 
 
 class CodeFormat(str, Enum):
@@ -610,7 +431,7 @@ class CodeFormat(str, Enum):
 @app.command()
 def encode(
     artifact: ArtifactArg,
-    inputs: Annotated[list[str], typer.Argument(help="Images (PNG/JPEG paths, or '-' for stdin).")],
+    paths: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Images (PNG/JPEG paths, or '-' for stdin).")],
     out: OutOpt = None,
     fmt: Annotated[CodeFormat, typer.Option("--format", help="auto: from the -o suffix (.npy, .csv), else JSON lines.")] = CodeFormat.auto,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout (same as --format json).")] = False,
@@ -620,7 +441,7 @@ def encode(
     from gentool.runtime import codes
 
     art, run = _open(artifact, device, "encode")
-    codes.write(run(art, _read(art, inputs)), inputs, out, "json" if as_json else fmt.value)
+    codes.write(run(art, inputs.batch(art, paths)), paths, out, "json" if as_json else fmt.value)
 
 
 @app.command()
@@ -658,19 +479,13 @@ def interpolate(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """A strip of images decoded along the line (or great circle) between two latent codes."""
-    from gentool.runtime import latent, verbs
+    from gentool.runtime import latent
 
-    _positive("--steps", steps, MAX_STEPS, least=2)
+    check_count("--steps", steps, MAX_STEPS, least=2)
     art, run = _open(artifact, device, "interpolate")
-    if seeds is not None:
-        if ends:
-            raise UsageError("give two images or --seeds, not both")
-        start, end = latent.seed_codes(art, list(_int_pair("--seeds", seeds)), "interpolate --seeds")
-    else:
-        if not ends or len(ends) != 2:
-            raise UsageError("interpolate needs two images A B (or --seeds A,B)")
-        encode = verbs.find(art, "encode", "interpolate A B")
-        start, end = latent.code_of(encode(art, _read(art, ends)))
+    if ends and seeds is not None:
+        raise UsageError("give two images or --seeds, not both")
+    start, end = latent.end_codes(art, inputs.batch(art, ends) if ends else None, None if seeds is None else list(_int_pair("--seeds", seeds)))
     _write(art, run(art, start, end, steps, slerp, _labels(art, label, steps)), out, nrow=steps)
 
 
@@ -679,31 +494,6 @@ def _seed_list(option: str, text: str) -> list[int]:
         return [int(s) for s in text.split(",")]
     except ValueError:
         raise UsageError(f"{option} takes seeds 'A,B,...', got '{text}'") from None
-
-
-def _conformed(dataset, shape):
-    """A dataset's uint8 images in the channels and size a network takes, with a note per conversion."""
-    from gentool import images
-
-    converted, notes = images.conform(dataset.images, shape, dataset.name)
-    for note in notes:
-        _err(f"note: {note}")
-    return converted
-
-
-def _term_codes(art, spec: str):
-    """The codes of an arithmetic term's images: one image file, or a set (folder, .npy/.npz, dataset split)."""
-    import numpy as np
-
-    from gentool import data, images
-    from gentool.runtime import latent, verbs
-
-    encode = verbs.find(art, "encode", "arithmetic --plus/--minus IMAGES")
-    if Path(spec).suffix.lower() in images.FORMATS:
-        x = _read(art, [spec])
-    else:
-        x = _conformed(data.image_set(spec), art.image_shape) / np.float32(255)
-    return latent.code_of(encode(art, x))
 
 
 @app.command()
@@ -724,19 +514,9 @@ def arithmetic(
     from gentool.runtime import latent
 
     art, run = _open(artifact, device, "arithmetic")
-    plus, minus, plus_seeds, minus_seeds = plus or [], minus or [], plus_seeds or [], minus_seeds or []
-    if (plus or minus) and (plus_seeds or minus_seeds):
-        raise UsageError("give image terms (--plus/--minus) or seed terms (--plus-seeds/--minus-seeds), not both")
-    if plus_seeds or minus_seeds:
-        terms = [[latent.seed_codes(art, _seed_list(option, text), "arithmetic") for text in texts]
-                 for option, texts in (("--plus-seeds", plus_seeds), ("--minus-seeds", minus_seeds))]
-    else:
-        terms = [[_term_codes(art, spec) for spec in specs] for specs in (plus, minus)]
-    if not terms[0]:
-        raise UsageError("arithmetic needs a term to add: --plus IMAGES or --plus-seeds A,B")
+    seeds = [[_seed_list(option, text) for text in texts or []] for option, texts in (("--plus-seeds", plus_seeds), ("--minus-seeds", minus_seeds))]
+    terms = latent.arithmetic_terms(art, plus or [], minus or [], *seeds)
     count = len(terms[0]) + len(terms[1]) + 1
-    if label is None and "label" in art.input_names(latent.z_role(art)):
-        raise UsageError("this model is conditional: give the --label its terms are drawn as")
     _write(art, run(art, *terms, _labels(art, label, count)), out, nrow=count)
 
 
@@ -751,19 +531,19 @@ def manifold(
     """The learned-manifold picture: decoded prior quantiles over two latent dimensions."""
     from gentool.runtime import latent
 
-    _positive("--size", size, MAX_SIDE, least=2)
+    check_count("--size", size, MAX_SIDE, least=2)
     art, run = _open(artifact, device, "manifold")
     pair = latent.most_active_dims(art) if dims is None else _int_pair("--dims", dims)
     _write(art, run(art, size, pair), out, nrow=size)
     if dims is None:
-        _err(f"manifold: dims {pair[0]},{pair[1]}")
+        console.err(f"manifold: dims {pair[0]},{pair[1]}")
 
 
 @app.command()
 @_sampler_options("score")
 def score(
     artifact: ArtifactArg,
-    inputs: Annotated[list[str], typer.Argument(help="Images (PNG/JPEG paths, or '-' for stdin).")],
+    paths: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Images (PNG/JPEG paths, or '-' for stdin).")],
     as_json: Annotated[bool, typer.Option("--json", help='JSON lines {"input", "score", "kind"} on stdout.')] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
@@ -771,11 +551,11 @@ def score(
 ) -> None:
     """Anomaly score per image, higher = more anomalous: -ELBO in nats (Bernoulli VAE), else reconstruction MSE."""
     art, run = _open(artifact, device, "score", options)
-    scores, kind = run(art, _read(art, inputs), seed)
-    _out("\n".join(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"
-                   for name, value in zip(inputs, scores)))
+    scores, kind = run(art, inputs.batch(art, paths), seed)
+    console.out("\n".join(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"
+                   for name, value in zip(paths, scores)))
     if not as_json:
-        _err(f"scores: {kind} (higher is more anomalous)")
+        console.err(f"scores: {kind} (higher is more anomalous)")
 
 
 @app.command()
@@ -792,7 +572,7 @@ def denoise(
     from gentool.runtime import image_to_image
 
     art, run = _open(model or str(image_to_image.bundled_denoiser()), device, "denoise")
-    _write(art, run(art, _read_any_size(art, image))[None], out)
+    _write(art, run(art, inputs.any_size(art, image))[None], out)
 
 
 @app.command()
@@ -812,7 +592,7 @@ def upscale(
     if factor is not None and factor < 2:
         raise UsageError(f"--factor must be at least 2, got {factor}")
     art, run = _open(model or str(image_to_image.bundled_upscaler(factor or 2)), device, "upscale")
-    _write(art, run(art, _read_any_size(art, image), factor)[None], out)
+    _write(art, run(art, inputs.any_size(art, image), factor)[None], out)
 
 
 def _terminated(signum, frame):
@@ -843,12 +623,12 @@ def main() -> None:
     except typer.Exit as e:  # raised by --help and friends in non-standalone mode
         code = e.exit_code
     except typer.Abort:
-        _err("gentool: aborted")
+        console.err("gentool: aborted")
         code = 130
     except GentoolError as e:
         if _state["debug"]:
             raise
-        _err(f"gentool: error: {e}")
+        console.err(f"gentool: error: {e}")
         code = e.exit_code
     except Exception as e:  # click's usage errors and anything unexpected
         usage = getattr(e, "exit_code", None) == 2 and hasattr(e, "format_message")
@@ -856,9 +636,9 @@ def main() -> None:
             raise
         if usage:
             if e.format_message():  # bare `gentool` prints its help and has nothing to add
-                _err(f"gentool: error: {e.format_message()}")
+                console.err(f"gentool: error: {e.format_message()}")
             code = 2
         else:
-            _err(f"gentool: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+            console.err(f"gentool: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
             code = 1
     sys.exit(code or 0)

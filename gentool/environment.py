@@ -99,3 +99,16 @@ def report() -> dict:
         "runs": f"{len(runs.listing())} in {runs.ROOT.resolve()}",
         "executable": sys.executable,
     }
+
+
+def describe(found: dict) -> str:
+    """The report as aligned lines, nested values indented under their key."""
+    lines = []
+    for key, value in found.items():
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines += [f"  {k:<18} {'missing (downloaded on first use)' if v is None else ', '.join(v) if isinstance(v, list) else v}"
+                      for k, v in value.items()]
+        else:
+            lines.append(f"{key:<20} {'not installed' if value is None else value}")
+    return "\n".join(lines)

@@ -19,7 +19,7 @@ import torch
 
 from gentool import checkpoint, progress
 from gentool.devices import torch_device
-from gentool.errors import UsageError
+from gentool.errors import UsageError, check_count
 from gentool.train import batches_of
 
 BATCH = 250
@@ -68,6 +68,18 @@ def evaluate(path: Path, data: str | None = None, split: str = "test", device: s
     """`model`, `data`, `split`, `n` and the metrics, or with `anomaly` / `probe` the one-class or
     probe figures alone (`plot`: where the ROC curve of `anomaly` goes). `options` are the
     families' evaluation options (iw_samples, noise_level)."""
+    if options.get("iw_samples") is not None and options["iw_samples"] < 0:
+        raise UsageError(f"--iw-samples must be 0 or more, got {options['iw_samples']}")
+    if limit is not None:
+        check_count("--limit", limit)
+    if options.get("noise_level") is not None and not 0 <= options["noise_level"] <= 1:
+        raise UsageError(f"--noise-level must be in [0, 1], got {options['noise_level']}")
+    if plot and not anomaly:
+        raise UsageError("--plot draws the ROC curve of --anomaly or the curves of several --truncation values; for training curves use `gentool plot RUN`")
+    if plot:
+        from gentool import plots
+
+        plots.check_target(plot)
     model, meta, dataset = checkpoint.load_with_split(path, data, split, limit, torch_device(device))
     settings = settings_for(model, options)
     found = {"model": meta["model"], "data": data or meta["data"], "split": split, "n": len(dataset)}

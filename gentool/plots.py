@@ -167,3 +167,27 @@ def quality_curves(out: str | Path, rows: list[dict], title: str) -> None:
     figure.suptitle(title, fontsize="medium")
     figure.tight_layout()
     _save(figure, out)
+
+
+SCATTER_POINTS = 5_000  # test images in `plot --latent` unless a limit says otherwise
+
+
+def latent_figure(path: Path, device: str, data_spec: str | None, limit: int | None, out: str | None) -> str:
+    """`plot --latent`: the test split's codes under the artifact at `path`, coloured by class, into
+    `out` (default: latent.png beside the graphs); returns where it went."""
+    from gentool import data
+    from gentool.errors import check_count
+    from gentool.runtime import latent, verbs
+    from gentool.runtime.artifact import Artifact
+
+    check_count("--limit", SCATTER_POINTS if limit is None else limit)
+    graphs = Artifact(str(path), device)
+    encode = verbs.find(graphs, "encode")
+    source = data_spec or graphs.meta.get("data")
+    if not source:
+        raise UsageError("this artifact does not say what data it was trained on: pass --data")
+    split = data.check_shape(data.load(source, "test", limit or SCATTER_POINTS), graphs.image_shape, "test")
+    codes = latent.code_of(encode(graphs, split.images / np.float32(255)))
+    target = out or str((path if path.is_dir() else path.parent) / "latent.png")
+    latent_scatter(target, codes, split.labels, split.classes, f"{graphs.model} codes of {split.name} test ({len(split)} images)")
+    return target

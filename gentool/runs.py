@@ -135,3 +135,22 @@ def listing(model: str | None = None) -> list[dict]:
             "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(modified)),
         }))
     return [row for _, row in sorted(found, key=lambda pair: -pair[0])]
+
+
+COLUMNS = ("run", "model", "data", "epochs", "test loss", "fid_1k", "graphs", "modified")
+
+
+def cells(row: dict) -> list[str]:
+    """A `listing` row as the text of the table's COLUMNS."""
+    return [row["run"], row["model"], str(row["data"]), f"{row['epoch']}/{row['epochs']}",
+            *(f"{row[k]:.4g}" if row[k] is not None else "" for k in ("test_loss", "fid_1k")),
+            ", ".join(row["graphs"]) or "none", row["modified"]]
+
+
+def evaluates_samples(path: Path) -> bool:
+    """A checkpoint (or run directory) of a family whose evaluation is the quality of its samples
+    (a GAN's), read from the torch-free catalog, so that nothing is loaded twice."""
+    from gentool import zoo
+
+    meta = checkpoint_meta(path if path.suffix == ".safetensors" else path / "model.safetensors") or {}
+    return zoo.catalog().get(meta.get("model"), {}).get("evaluation") == "samples"

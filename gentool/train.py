@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from gentool import checkpoint, data as datasets, distributed, files, images, noise, runs
-from gentool.errors import UsageError
+from gentool.errors import UsageError, check_count
 from gentool.graphs import TorchGraphs
 from gentool.progress import Reporter, deferred_interrupt
 
@@ -53,6 +53,18 @@ class Options:
     hparam_args: tuple[str, ...] = ()
     classes: str | None = None  # e.g. "3" or "3,5": train on these labels only
     size: tuple[int, int] | None = None  # resize every image to (H, W) as it loads
+
+    def check(self) -> Options:
+        """The combinations `gentool train` refuses before any work."""
+        if not self.model and self.resume is None and self.init is None:
+            raise UsageError("name a model to train (e.g. `gentool train vae --data mnist`), --resume a run or --init from one")
+        if self.limit is not None:
+            check_count("--limit", self.limit)
+        if self.resume and (self.hparam_args or self.model or self.data or self.classes or self.size):
+            raise UsageError("--resume continues a run with its own settings; only --epochs and --device may be given")
+        if self.init and (self.resume or self.hparam_args):
+            raise UsageError("--init takes the model and its options from the run it starts from; it cannot be combined with --resume or model options")
+        return self
 
 
 LR_SCHEDULES = ("constant", "cosine")

@@ -15,7 +15,7 @@ from statistics import NormalDist
 import numpy as np
 
 from gentool import metrics
-from gentool.errors import UsageError
+from gentool.errors import UsageError, check_count
 from gentool.runtime.artifact import Graphs
 from gentool.runtime.declaration import Option, Role, Sampler, Tensor, Verb, positive_int
 
@@ -139,6 +139,8 @@ def arithmetic(graphs: Graphs, plus: list[np.ndarray], minus: list[np.ndarray], 
     plus - minus."""
     if not plus:
         raise UsageError("arithmetic needs at least one --plus term")
+    if labels is None and "label" in graphs.input_names(z_role(graphs)):
+        raise UsageError("this model is conditional: give the --label its terms are drawn as")
     means = [np.asarray(term, np.float64).mean(0) for term in plus + minus]
     result = sum(means[: len(plus)]) - sum(means[len(plus) :], np.zeros_like(means[0]))
     return decode(graphs, np.stack([*means, result]), labels)
@@ -193,8 +195,7 @@ def score(graphs: Graphs, images: np.ndarray, seed: int | None, samples: int = 1
     - `reconstruction_mse` otherwise: the per-image mean squared error between the image and the
       decoded code (or posterior mean).
     """
-    if not 1 <= samples <= MAX_SAMPLES:
-        raise UsageError(f"--samples must be at {'least 1' if samples < 1 else f'most {MAX_SAMPLES}'}, got {samples}")
+    check_count("--samples", samples, MAX_SAMPLES)
     x = np.asarray(images, np.float32)
     encoded = encode(graphs, x)
     if "logvar" not in encoded or graphs.meta.get("likelihood") != "bernoulli":
@@ -204,6 +205,50 @@ def score(graphs: Graphs, images: np.ndarray, seed: int | None, samples: int = 1
     nll = sum(metrics.bce_nats(decode(graphs, mean + np.exp(0.5 * logvar) * eps[:, k]), x) for k in range(samples)) / samples
     kl = -0.5 * (1 + logvar - mean**2 - np.exp(logvar)).sum(1)
     return nll + kl, "neg_elbo_nats"
+
+
+def truncation_settings(text: str | None) -> list[dict]:
+    """`evaluate --truncation 0.5,1,none` as the sample options of each row: [{"truncation": 0.5},
+    {"truncation": 1.0}, {"truncation": None}]; no option: one row of the sampler's defaults."""
+    if text is None:
+        return [{}]
+    try:
+        values = [None if item.strip().lower() == "none" else float(item) for item in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--truncation takes positive numbers or 'none', comma-separated, got '{text}'") from None
+    if any(v is not None and not v > 0 for v in values):
+        raise UsageError(f"--truncation values must be positive, got '{text}'")
+    return [{"truncation": v} for v in values]
+
+
+def end_codes(graphs: Graphs, images: np.ndarray | None, seeds: list[int] | None) -> np.ndarray:
+    """The two codes `interpolate` goes between: of two images, or the prior draws of two seeds."""
+    from gentool.runtime import verbs
+
+    if seeds is not None:
+        return seed_codes(graphs, seeds, "interpolate --seeds")
+    if images is None or len(images) != 2:
+        raise UsageError("interpolate needs two images A B (or --seeds A,B)")
+    return code_of(verbs.find(graphs, "encode", "interpolate A B")(graphs, images))
+
+
+def arithmetic_terms(graphs: Graphs, plus: list[str], minus: list[str], plus_seeds: list[list[int]],
+                     minus_seeds: list[list[int]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The codes of each plus and minus term: of its images (one file, or a set: a folder, .npy/.npz,
+    a dataset split), or the prior draws of its seeds."""
+    from gentool import inputs
+    from gentool.runtime import verbs
+
+    if (plus or minus) and (plus_seeds or minus_seeds):
+        raise UsageError("give image terms (--plus/--minus) or seed terms (--plus-seeds/--minus-seeds), not both")
+    if plus_seeds or minus_seeds:
+        terms = tuple([seed_codes(graphs, seeds, "arithmetic") for seeds in group] for group in (plus_seeds, minus_seeds))
+    else:
+        encode = verbs.find(graphs, "encode", "arithmetic --plus/--minus IMAGES")
+        terms = tuple([code_of(encode(graphs, inputs.image_set(graphs, spec))) for spec in group] for group in (plus, minus))
+    if not terms[0]:
+        raise UsageError("arithmetic needs a term to add: --plus IMAGES or --plus-seeds A,B")
+    return terms
 
 
 def _activity(value, meta: dict) -> bool:

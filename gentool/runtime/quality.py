@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from gentool import files, metrics, progress
-from gentool.errors import UsageError
+from gentool.errors import UsageError, check_count
 from gentool.runtime import ASSETS, verbs
 from gentool.runtime.artifact import Artifact, Graphs
 from gentool.runtime.declaration import Role, Sampler, Tensor
 
 BUNDLED_FEATURES = {"mnist": ASSETS / "features-mnist.onnx", "fashion-mnist": ASSETS / "features-fashion-mnist.onnx"}
 SAMPLES = 10_000
+MAX_SAMPLES = 100_000  # what one `evaluate --samples` draws at most
 # images per feature pass; a longer set shows a progress bar on a terminal
 CHUNK = 2_000
 
@@ -129,7 +130,7 @@ def evaluate_settings(graphs: Graphs, n: int, seed: int, network: Artifact, netw
         fake, logits = features(network, images)
         with progress.stage("fid, kid, precision, recall, density, coverage"):
             rows.append({"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
-                         **{k: v for k, v in options.items() if v is not None},
+                         **options,
                          **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor})
     return rows
 
@@ -140,6 +141,39 @@ def quick_fid(graphs: Graphs, network: Artifact, real: np.ndarray, seed: int, op
     labels = conditional_labels(graphs, len(real))
     fake, _ = features(network, verbs.find(graphs, "sample", options=options)(graphs, len(real), seed, labels))
     return metrics.frechet_distance(*metrics.gaussian_stats(real), *metrics.gaussian_stats(fake))
+
+
+def sample_quality(spec: str, device: str, data_name: str | None, n: int | None, features_spec: str | None,
+                   settings: list[dict], seed: int) -> tuple[list[dict], str]:
+    """`evaluate --samples`: a row of figures per setting of the sampler's options, and the heading
+    that says what was compared. The feature network: `features_spec`, else the data's bundled one."""
+    n = SAMPLES if n is None else n
+    check_count("--samples", n, MAX_SAMPLES)
+    graphs = Artifact(spec, device)
+    wanted = features_spec or data_name or graphs.meta.get("data")
+    if features_spec is None and wanted not in BUNDLED_FEATURES:
+        raise UsageError(f"gentool bundles feature networks for {', '.join(BUNDLED_FEATURES)}, not '{wanted}': pass --features PATH.onnx")
+    network, name = feature_network(wanted, device)
+    rows = evaluate_settings(graphs, n, seed, network, name, data_name, settings)
+    return rows, f"gentool FID ({name} features): {n} samples of {spec} against {rows[0]['data']} test"
+
+
+def fid(reference: str, samples: str, features_spec: str | None, limit: int | None, seed: int, device: str) -> tuple[dict, str]:
+    """`gentool fid`: the suite's figures of one image set against another, and the heading. The
+    feature network: `features_spec`, else the bundled one of a dataset either set names."""
+    from gentool import data, inputs
+
+    features_spec = features_spec or next((s.split(":")[0] for s in (reference, samples) if s.split(":")[0] in BUNDLED_FEATURES), None)
+    if features_spec is None:
+        raise UsageError("name the feature network: --features mnist (for digits), fashion-mnist (for clothing), or PATH.onnx "
+                         "for other images (the features.onnx of `gentool train classifier --data YOUR-DATA`)")
+    network, name = feature_network(features_spec, device)
+    if limit is not None:
+        check_count("--limit", limit)
+    sets = [data.image_set(spec, limit) for spec in (reference, samples)]
+    real, fake = (features(network, inputs.conformed(s, network.image_shape) / np.float32(255)) for s in sets)
+    result = {"features": name, "n_reference": len(sets[0]), "n_samples": len(sets[1]), **compare(real[0], fake[0], fake[1], seed=seed)}
+    return result, f"gentool FID ({name} features): {samples} against {reference}"
 
 SAMPLER = Sampler(
     name="features",

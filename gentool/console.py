@@ -1,0 +1,65 @@
+"""What a gentool command prints: results on stdout (one JSON object or lines, or a Rich table),
+everything else (notes, what it is doing) as lines on stderr. Torch-free."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def notes(found: list[str]) -> None:
+    for note in found:
+        err(f"note: {note}")
+
+
+def out(text: str) -> None:
+    from gentool.files import write_stdout
+
+    write_stdout(text + "\n")
+
+
+def stdout_console():
+    """A Rich console on stdout; off a terminal its tables take the width they need (no wrapping)."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout, width=None if sys.stdout.isatty() else 1000)
+
+
+def table(heading: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    """A Rich table on stdout, under `heading` when given."""
+    from rich.table import Table
+
+    shown = Table(*columns)
+    for row in rows:
+        shown.add_row(*row)
+    console = stdout_console()
+    if heading:
+        console.print(heading, soft_wrap=True)
+    console.print(shown)
+
+
+def _cell(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def report(result: dict, heading: str, as_json: bool, in_heading: tuple[str, ...] = ()) -> None:
+    """A result on stdout: one JSON object with --json, else a table under `heading` (without the
+    keys `in_heading` already shows)."""
+    if as_json:
+        out(json.dumps(result))
+    else:
+        table(heading, ["metric", "value"], [[key, _cell(value)] for key, value in result.items() if key not in in_heading])
+
+
+def report_rows(rows: list[dict], heading: str, as_json: bool, varied: str) -> None:
+    """Several results that differ in the setting `varied`: JSON lines, or one table row each with
+    the setting first and the float figures after it."""
+    if as_json:
+        out("\n".join(json.dumps(row) for row in rows))
+        return
+    shown = [k for k, v in rows[0].items() if isinstance(v, float) and k != varied]
+    table(heading, [varied, *shown], [[str(row.get(varied) or "none"), *(f"{row[k]:.4f}" for k in shown)] for row in rows])

@@ -1,0 +1,48 @@
+"""The images a verb reads, in the form its model takes, with one note on stderr per conversion.
+Torch-free; numpy and the image readers load on first use, so importing the CLI stays quick."""
+
+from __future__ import annotations
+
+from gentool import console
+
+
+def batch(graphs, paths: list[str]):
+    """Image files (or '-') as one batch in [0, 1] of the model's image shape."""
+    from gentool import images
+
+    c, h, w = graphs.image_shape
+    x, found = images.read_images(paths, c, (h, w))
+    console.notes(found)
+    return x
+
+
+def any_size(graphs, path: str):
+    """One image at its own size; a grayscale model keeps a colour image's channels (taken one by one)."""
+    from gentool import images
+
+    c = graphs.image_shape[0]
+    x, found = images.read_image(path, None if c == 1 else c)
+    console.notes(found)
+    return x
+
+
+def conformed(dataset, shape):
+    """A dataset's uint8 images in the channels and size a network takes."""
+    from gentool import images
+
+    converted, found = images.conform(dataset.images, shape, dataset.name)
+    console.notes(found)
+    return converted
+
+
+def image_set(graphs, spec: str):
+    """One image file, or a set (a folder, .npy/.npz, a dataset split), in [0, 1] of the model's shape."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from gentool import data, images
+
+    if Path(spec).suffix.lower() in images.FORMATS:
+        return batch(graphs, [spec])
+    return conformed(data.image_set(spec), graphs.image_shape) / np.float32(255)
