@@ -82,7 +82,7 @@ def main() -> None:
         model, log, seconds = train(loss, images, args.steps, args.width, probe=loss == "ns")
         if loss == "ns":
             probes = log
-        meta = {"model": "gan", "data": "mnist", "class_names": None}
+        meta = {"model": "gan", "data": "mnist", "classes": None}
         result = quality.evaluate_generator(TorchGraphs(model.eval(), meta), args.samples, 0, network, "mnist", "mnist")
         rows.append([loss, *(f"{window_mean(log, 'grad', a, b):.3g}" for a, b in WINDOWS),
                      *(f"{window_mean(log, 'd_fake', a, b):.3f}" for a, b in WINDOWS[:2]),

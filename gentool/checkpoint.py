@@ -90,6 +90,14 @@ def read_meta(path: Path) -> dict:
         meta = None
     if not isinstance(meta, dict) or not {"model", "image_shape", "hparams"} <= meta.keys():
         raise UsageError(f"'{file}' has garbled gentool metadata (not the JSON object gentool writes)")
+    return current(meta)
+
+
+def current(meta: dict) -> dict:
+    """Metadata in today's form: `classes` is the class names (older checkpoints kept their count
+    there and the names in `class_names`)."""
+    if "class_names" in meta:
+        meta = {**{k: v for k, v in meta.items() if k != "class_names"}, "classes": meta["class_names"]}
     return meta
 
 
@@ -98,7 +106,8 @@ def _build(meta: dict, tensors: dict, source, device):
     from gentool import zoo
 
     try:
-        model = zoo.get(meta["model"])(tuple(meta["image_shape"]), meta["hparams"], meta.get("classes"))
+        classes = meta.get("classes")
+        model = zoo.get(meta["model"])(tuple(meta["image_shape"]), meta["hparams"], len(classes) if classes else None)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise UsageError(f"'{source}': its metadata does not describe a model gentool can build ({type(e).__name__}: {e})") from None
     try:
@@ -142,5 +151,5 @@ def load_resume(run_dir: Path):
         raise UsageError(f"cannot resume '{run_dir}': {RESUME} is unreadable ({str(e).splitlines()[0]})") from None
     if "model" not in state:
         raise UsageError(f"cannot resume '{run_dir}': its {RESUME} was written by an older gentool, without the weights")
-    meta = json.loads(state.pop("meta"))
+    meta = current(json.loads(state.pop("meta")))
     return _build(meta, state.pop("model"), run_dir, "cpu"), meta, state

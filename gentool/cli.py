@@ -7,19 +7,16 @@ for usage and input errors, 1 for failures while running (`--debug` shows the tr
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
-import os
 import signal
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from gentool import console, inputs
+from gentool import cli_params as parts, console, inputs
+from gentool.cli_params import MAX_IMAGES, MAX_SIDE, MAX_STEPS, ArtifactArg, CodeFormat, Device, DeviceOpt, LabelOpt, OutOpt, SeedOpt
 from gentool.errors import GentoolError, UsageError, check_count
 
 app = typer.Typer(
@@ -30,18 +27,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 _state = {"debug": False}
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when it really works; cuda without it is an error.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed for every random draw: same seed, same output.")]
-OutOpt = Annotated[Optional[str], typer.Option("-o", "--out", help="Output file (.png, .jpg); a folder or a path ending in '/': one PNG per image; '-' or omitted: stdout (not a terminal).")]
-ArtifactArg = Annotated[str, typer.Argument(help="A run directory, an export directory, an .onnx file, or a model name (its newest run).")]
 
 
 def _show_version(asked: bool) -> None:
@@ -60,115 +45,10 @@ def _options(
     _state["debug"] = debug
 
 
-def _family_names(incomplete: str) -> list[str]:
-    """Shell completion of a model family's name."""
-    from gentool import zoo
-
-    return [name for name in zoo.catalog() if name.startswith(incomplete)]
-
-
-def _needs_torch(verb: str) -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise UsageError(f"'gentool {verb}' needs PyTorch: pip install 'gentool[train]'") from None
-
-
-def _open(spec: str, device: Device, verb: str, options: dict | None = None):
-    """The artifact and the function that computes `verb` for its roles, with the verb's own
-    `options` (else a usage error)."""
-    from gentool.runtime import verbs
-    from gentool.runtime.artifact import Artifact
-
-    art = Artifact(spec, device.value)
-    return art, verbs.find(art, verb, options=options)
-
-
-class _SamplerOptions:
-    """A verb's command with the options the runtime's sampler modules declare for the verb added
-    to its signature (typed, with their help and the roles that take them, in their own help
-    panel) and gathered into one `options` dict of those given. Typer reads the signature when it
-    builds the command line, so a sampler registered before then has its options there too."""
-
-    def __init__(self, verb: str, command):
-        functools.update_wrapper(self, command, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
-        self.verb, self.command = verb, command
-
-    def _parameters(self):
-        from gentool.runtime import verbs
-
-        declared = verbs.options(self.verb)
-        signature = inspect.signature(self.command, eval_str=True)
-        kept = [p for p in signature.parameters.values() if p.name != "options"]
-        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            Optional[option.type], typer.Option(option.flag, help=_option_help(option, roles), rich_help_panel="Sampler options")])
-            for name, (option, roles) in declared.items()]
-        return signature, kept + extra, declared
-
-    @property
-    def __signature__(self):
-        signature, parameters, _ = self._parameters()
-        return signature.replace(parameters=parameters)
-
-    @property
-    def __annotations__(self):
-        return {p.name: p.annotation for p in self._parameters()[1]}
-
-    def __call__(self, **given):
-        declared = self._parameters()[2]
-        options = {name: value for name in declared if (value := given.pop(name, None)) is not None}
-        return self.command(**given, options=options)
-
-
-def _option_help(option, roles: list[str]) -> str:
-    default = "" if option.default is None else f"; default {option.default}"
-    return f"{option.help} (models with {' or '.join(roles)}{default})"
-
-
-def _sampler_options(verb: str):
-    return lambda command: _SamplerOptions(verb, command)
-
-
-def provenance(art, **extra) -> dict[str, str]:
-    """What made an image, for its PNG tEXt chunks: `Software`, and `gentool`, a JSON object with the
-    version, the verb, its arguments (all but where the output goes and the device), the origin of
-    the artifact's graphs (a hash of the weights, epoch and step) and `extra` (which image of several
-    a file holds): enough to draw it again."""
-    from typer._click.globals import get_current_context  # Typer 0.26+ bundles click, with no public accessor
-
-    from gentool import images
-
-    ctx = get_current_context()
-    arguments = {k: v.value if isinstance(v, Enum) else v for k, v in ctx.params.items()
-                 if v is not None and k not in ("out", "device", "nrow")}
-    return images.made_by(ctx.info_name, **arguments, origin=art.meta.get("origin"), **extra)
-
-
-def _write(art, image_batch, out: str | None, nrow: int | None = None) -> None:
-    """One image as it is, several as a grid (`nrow` per row, at most as many as there are), with
-    its provenance; an `out` that is a folder (or ends in '/') gets one PNG per image instead."""
-    from gentool import images
-
-    if nrow is not None:
-        check_count("--nrow", nrow)
-    if images.is_folder(out):
-        paths = images.write_folder(image_batch, out, lambda i: provenance(art, image=i))
-        console.err(f"wrote {len(paths)} image{'s' * (len(paths) > 1)} to {out}: "
-             + (paths[0].name if len(paths) == 1 else f"{paths[0].name} to {paths[-1].name}"))
-        return
-    many = len(image_batch) > 1
-    image = images.make_grid(image_batch, nrow=min(nrow, len(image_batch)) if nrow else None) if many else image_batch[0]
-    images.write_image(image, out, provenance(art))
-
-
-# Bounds on what one command draws, so that a typo costs what was meant (a 10^9-image grid would not)
-MAX_IMAGES, MAX_STEPS, MAX_SIDE = 100_000, 1_000, 100
-
-
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def train(
     ctx: typer.Context,
-    model: Annotated[Optional[str], typer.Argument(help="Model family (`gentool models` lists them).", autocompletion=_family_names)] = None,
+    model: Annotated[Optional[str], typer.Argument(help="Model family (`gentool models` lists them).", autocompletion=parts.family_names)] = None,
     data: Annotated[Optional[str], typer.Option(help="mnist, fashion-mnist, a folder of images, or a .npy/.npz file.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (model default when omitted).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (model default when omitted).")] = None,
@@ -183,6 +63,7 @@ def train(
     binarize: Annotated[bool, typer.Option(help="Dynamically binarized pixels (NLLs comparable with binarized-MNIST tables).")] = False,
     classes: Annotated[Optional[str], typer.Option(help="Train on these classes only (names or indices, e.g. 3 or 3,5); the others are anomalies for `evaluate --anomaly`.")] = None,
     size: Annotated[Optional[str], typer.Option(metavar="H[xW]", help="Resize every image to H x W pixels as it loads (Lanczos; done once, then cached): images of mixed sizes, or sides the model cannot take.")] = None,
+    export: Annotated[bool, typer.Option("--export/--no-export", help="Export the ONNX graphs at the end (--no-export: later, with `gentool export RUN`).")] = True,
     show_help: Annotated[bool, typer.Option("--help", "-h", help="Show this message (with MODEL: and the model's own options) and exit.")] = False,
 ) -> None:
     """Train a model: evaluates each epoch and exports ONNX at the end.
@@ -193,26 +74,26 @@ def train(
         if text:
             print(text)
         if model:
-            _needs_torch("train")
+            parts.needs_torch("train")
             from gentool import zoo
 
             print(zoo.describe(model))
         raise typer.Exit()
-    _needs_torch("train")
+    parts.needs_torch("train")
     from gentool import train as training
     from gentool.data import parse_size
 
     run_dir = training.run(training.Options(
         model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
         device=device.value, out=out, resume=resume, init=init, limit=limit, binarize=binarize, hparam_args=tuple(ctx.args),
-        classes=classes, size=parse_size(size) if size else None).check())
+        classes=classes, size=parse_size(size) if size else None, export=export).check())
     if run_dir is not None:  # None in the processes of rank > 0 under torchrun
         console.out(str(run_dir))
 
 
 @app.command()
 def models(
-    name: Annotated[Optional[str], typer.Argument(help="One family only.", autocompletion=_family_names)] = None,
+    name: Annotated[Optional[str], typer.Argument(help="One family only.", autocompletion=parts.family_names)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout: each family's summary, options (type, default, choices) and training defaults.")] = False,
 ) -> None:
     """List the model families, their options (with choices and defaults) and training defaults."""
@@ -299,7 +180,7 @@ def evaluate(
             plots.quality_curves(plot, rows, heading)
         console.report_rows(rows, heading, as_json, "truncation")
         return
-    _needs_torch("evaluate")
+    parts.needs_torch("evaluate")
     from gentool.evaluate import evaluate as run_evaluation
 
     result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe, plot,
@@ -334,7 +215,7 @@ def export(
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default: the tested one).")] = None,
 ) -> None:
     """(Re-)export a trained model's graphs, one .onnx per role, with a parity check (--onnx is optional)."""
-    _needs_torch("export")
+    parts.needs_torch("export")
     from gentool import checkpoint, runs
     from gentool.export import OPSET, export as run_export
 
@@ -377,20 +258,8 @@ def plot_figure(
         console.out(target)
 
 
-LabelOpt = Annotated[Optional[str], typer.Option(help="Conditional models: the class to draw (a name or index; default: the classes in turn).")]
-
-
-def _labels(art, label: str | None, n: int):
-    """`n` copies of the class `label` names, for a conditional model; None when no label is given."""
-    import numpy as np
-
-    from gentool.runtime import latent
-
-    return None if label is None else np.full(n, latent.label_index(art, label))
-
-
 @app.command()
-@_sampler_options("sample")
+@parts.sampler_options("sample")
 def sample(
     artifact: ArtifactArg,
     n: Annotated[int, typer.Option("-n", help="Number of images.")] = 64,
@@ -405,8 +274,8 @@ def sample(
 
     The sampler's own options follow: each applies to the models its help names."""
     check_count("-n", n, MAX_IMAGES)
-    art, run = _open(artifact, device, "sample", options)
-    _write(art, run(art, n, seed, _labels(art, label, n)), out, nrow)
+    art, run = parts.open_artifact(artifact, device, "sample", options)
+    parts.write_images(art, run(art, n, seed, parts.labels(art, label, n)), out, nrow)
 
 
 @app.command()
@@ -417,15 +286,8 @@ def reconstruct(
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Encode and decode images; several inputs give a grid in input order."""
-    art, run = _open(artifact, device, "reconstruct")
-    _write(art, run(art, inputs.batch(art, paths)), out)
-
-
-class CodeFormat(str, Enum):
-    auto = "auto"
-    json = "json"
-    csv = "csv"
-    npy = "npy"
+    art, run = parts.open_artifact(artifact, device, "reconstruct")
+    parts.write_images(art, run(art, inputs.batch(art, paths)), out)
 
 
 @app.command()
@@ -440,7 +302,7 @@ def encode(
     """Latent codes of images: JSON lines (one per input), CSV, or .npy."""
     from gentool.runtime import codes
 
-    art, run = _open(artifact, device, "encode")
+    art, run = parts.open_artifact(artifact, device, "encode")
     codes.write(run(art, inputs.batch(art, paths)), paths, out, "json" if as_json else fmt.value)
 
 
@@ -455,16 +317,8 @@ def decode(
     """Images from latent codes (one code: one image; several: a grid)."""
     from gentool.runtime import codes
 
-    art, run = _open(artifact, device, "decode")
-    _write(art, run(art, codes.read(codes_in)), out, nrow)
-
-
-def _int_pair(option: str, text: str) -> tuple[int, int]:
-    try:
-        a, b = (int(s) for s in text.split(","))
-    except ValueError:
-        raise UsageError(f"{option} takes two integers 'A,B', got '{text}'") from None
-    return a, b
+    art, run = parts.open_artifact(artifact, device, "decode")
+    parts.write_images(art, run(art, codes.read(codes_in)), out, nrow)
 
 
 @app.command()
@@ -482,18 +336,11 @@ def interpolate(
     from gentool.runtime import latent
 
     check_count("--steps", steps, MAX_STEPS, least=2)
-    art, run = _open(artifact, device, "interpolate")
+    art, run = parts.open_artifact(artifact, device, "interpolate")
     if ends and seeds is not None:
         raise UsageError("give two images or --seeds, not both")
-    start, end = latent.end_codes(art, inputs.batch(art, ends) if ends else None, None if seeds is None else list(_int_pair("--seeds", seeds)))
-    _write(art, run(art, start, end, steps, slerp, _labels(art, label, steps)), out, nrow=steps)
-
-
-def _seed_list(option: str, text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",")]
-    except ValueError:
-        raise UsageError(f"{option} takes seeds 'A,B,...', got '{text}'") from None
+    start, end = latent.end_codes(art, inputs.batch(art, ends) if ends else None, None if seeds is None else list(parts.int_pair("--seeds", seeds)))
+    parts.write_images(art, run(art, start, end, steps, slerp, parts.labels(art, label, steps)), out, nrow=steps)
 
 
 @app.command()
@@ -513,11 +360,11 @@ def arithmetic(
     last their sum (plus - minus)."""
     from gentool.runtime import latent
 
-    art, run = _open(artifact, device, "arithmetic")
-    seeds = [[_seed_list(option, text) for text in texts or []] for option, texts in (("--plus-seeds", plus_seeds), ("--minus-seeds", minus_seeds))]
+    art, run = parts.open_artifact(artifact, device, "arithmetic")
+    seeds = [[parts.seed_list(option, text) for text in texts or []] for option, texts in (("--plus-seeds", plus_seeds), ("--minus-seeds", minus_seeds))]
     terms = latent.arithmetic_terms(art, plus or [], minus or [], *seeds)
     count = len(terms[0]) + len(terms[1]) + 1
-    _write(art, run(art, *terms, _labels(art, label, count)), out, nrow=count)
+    parts.write_images(art, run(art, *terms, parts.labels(art, label, count)), out, nrow=count)
 
 
 @app.command()
@@ -532,15 +379,15 @@ def manifold(
     from gentool.runtime import latent
 
     check_count("--size", size, MAX_SIDE, least=2)
-    art, run = _open(artifact, device, "manifold")
-    pair = latent.most_active_dims(art) if dims is None else _int_pair("--dims", dims)
-    _write(art, run(art, size, pair), out, nrow=size)
+    art, run = parts.open_artifact(artifact, device, "manifold")
+    pair = latent.most_active_dims(art) if dims is None else parts.int_pair("--dims", dims)
+    parts.write_images(art, run(art, size, pair), out, nrow=size)
     if dims is None:
         console.err(f"manifold: dims {pair[0]},{pair[1]}")
 
 
 @app.command()
-@_sampler_options("score")
+@parts.sampler_options("score")
 def score(
     artifact: ArtifactArg,
     paths: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Images (PNG/JPEG paths, or '-' for stdin).")],
@@ -550,7 +397,7 @@ def score(
     options: dict | None = None,
 ) -> None:
     """Anomaly score per image, higher = more anomalous: -ELBO in nats (Bernoulli VAE), else reconstruction MSE."""
-    art, run = _open(artifact, device, "score", options)
+    art, run = parts.open_artifact(artifact, device, "score", options)
     scores, kind = run(art, inputs.batch(art, paths), seed)
     console.out("\n".join(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"
                    for name, value in zip(paths, scores)))
@@ -571,8 +418,8 @@ def denoise(
     image."""
     from gentool.runtime import image_to_image
 
-    art, run = _open(model or str(image_to_image.bundled_denoiser()), device, "denoise")
-    _write(art, run(art, inputs.any_size(art, image))[None], out)
+    art, run = parts.open_artifact(model or str(image_to_image.bundled_denoiser()), device, "denoise")
+    parts.write_images(art, run(art, inputs.any_size(art, image))[None], out)
 
 
 @app.command()
@@ -591,8 +438,8 @@ def upscale(
 
     if factor is not None and factor < 2:
         raise UsageError(f"--factor must be at least 2, got {factor}")
-    art, run = _open(model or str(image_to_image.bundled_upscaler(factor or 2)), device, "upscale")
-    _write(art, run(art, inputs.any_size(art, image), factor)[None], out)
+    art, run = parts.open_artifact(model or str(image_to_image.bundled_upscaler(factor or 2)), device, "upscale")
+    parts.write_images(art, run(art, inputs.any_size(art, image), factor)[None], out)
 
 
 def _terminated(signum, frame):
@@ -600,23 +447,11 @@ def _terminated(signum, frame):
     raise SystemExit(128 + signum)
 
 
-# Folders named by the environment; a relative one means the folder the user named from where they were.
-DIRECTORY_VARIABLES = ("GENTOOL_DATA_DIR", "GENTOOL_CACHE_DIR")
-
-
-def _pin_directories() -> None:
-    """Make a relative $GENTOOL_DATA_DIR or $GENTOOL_CACHE_DIR absolute once, at start-up, so that
-    whatever gentool starts later (torchrun's workers, a process in another folder) reads the same one."""
-    for name in DIRECTORY_VARIABLES:
-        if os.environ.get(name):
-            os.environ[name] = os.path.abspath(os.path.expanduser(os.environ[name]))
-
-
 def main() -> None:
-    from gentool.files import guard_standard_streams
+    from gentool.files import guard_standard_streams, pin_directories
 
     guard_standard_streams()
-    _pin_directories()
+    pin_directories()
     signal.signal(signal.SIGTERM, _terminated)
     try:
         code = app(standalone_mode=False)

@@ -530,3 +530,37 @@ def _as_labels(y: np.ndarray, n: int, path: Path) -> np.ndarray:
     if n and y.max() >= MAX_CLASSES:
         raise UsageError(f"'{path}': labels must be class indices below {MAX_CLASSES}, got {y.max()}")
     return y.astype(np.int64)
+
+
+def class_indices(spec: str, dataset: Dataset) -> list[int]:
+    """'3' or '3,5' -> sorted label indices; each item is a class name, else a class index."""
+    if dataset.labels is None:
+        raise UsageError(f"--classes needs labelled data; '{dataset.name}' has no labels")
+    names, indices = dataset.classes, set()
+    for item in (s.strip() for s in spec.split(",")):
+        if item in names:
+            indices.add(names.index(item))
+        elif item.isdigit() and int(item) < len(names):
+            indices.add(int(item))
+        else:
+            raise UsageError(
+                f"--classes: '{dataset.name}' has no class '{item}' (use 0..{len(names) - 1} or a name: {', '.join(names)})"
+            )
+    return sorted(indices)
+
+
+def training_set(data: str, limit: int | None, classes: str | list[int] | None, size=None):
+    """The training split (resized to `size` when given), keeping only `classes` (a --classes spec
+    or label indices) before `limit`.
+
+    Returns the dataset and the label indices kept (None for all).
+    """
+    dataset = load(data, "train", None if classes else limit, size)
+    if not classes:
+        return dataset, None
+    if isinstance(classes, str):
+        classes = class_indices(classes, dataset)
+    keep = np.flatnonzero(np.isin(dataset.labels, classes))[:limit]
+    if not len(keep):
+        raise UsageError(f"'{dataset.name}' has no training examples of the classes {classes}")
+    return replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep]), classes

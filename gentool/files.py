@@ -150,3 +150,15 @@ def read_input(src: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     if not data:
         raise UsageError(f"empty input: {display_name(src)}")
     return data
+
+
+# Folders named by the environment; a relative one means the folder the user named from where they were.
+DIRECTORY_VARIABLES = ("GENTOOL_DATA_DIR", "GENTOOL_CACHE_DIR")
+
+
+def pin_directories() -> None:
+    """Make a relative $GENTOOL_DATA_DIR or $GENTOOL_CACHE_DIR absolute once, at start-up, so that
+    whatever gentool starts later (torchrun's workers, a process in another folder) reads the same one."""
+    for name in DIRECTORY_VARIABLES:
+        if os.environ.get(name):
+            os.environ[name] = os.path.abspath(os.path.expanduser(os.environ[name]))

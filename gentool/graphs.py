@@ -28,7 +28,7 @@ def metadata(model, meta: dict, role: str) -> dict:
         "onnxruntime_tested": onnxruntime.__version__,
         "image_shape": list(model.image_shape),
         "data": meta.get("data"),
-        "classes": meta.get("class_names"),
+        "classes": meta.get("classes"),
         **model.graph_metadata(),
     }
 

@@ -7,7 +7,6 @@ gentool version in its PNG text.
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 
@@ -51,19 +50,6 @@ def _save(figure, out: str | Path) -> None:
         files.atomic_write(Path(out), buffer.getvalue())
 
 
-def read_metrics(run: Path) -> list[dict]:
-    file = Path(run) / "metrics.jsonl"
-    try:
-        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-    except OSError:
-        raise UsageError(f"no training metrics in '{run}' (expected {file})") from None
-    except ValueError:
-        raise UsageError(f"'{file}' is not JSON lines") from None
-    if not rows:
-        raise UsageError(f"'{file}' has no epochs yet")
-    return rows
-
-
 def curves(rows: list[dict]) -> dict[str, dict[str, list]]:
     """Panel name -> {'train'/'test'/'': (epochs, values)}: each loss term with its train and test
     values, and the quick FID on its own."""
@@ -82,7 +68,12 @@ def curves(rows: list[dict]) -> dict[str, dict[str, list]]:
 def training_curves(run: Path, out: str | Path) -> None:
     """`results.png`: one panel per loss term (train and test per epoch), and the quick FID."""
     plt = _pyplot()
-    panels = curves(read_metrics(run))
+    from gentool.runs import read_metrics
+
+    rows = read_metrics(run)
+    if not rows:
+        raise UsageError(f"'{Path(run) / 'metrics.jsonl'}' has no epochs yet")
+    panels = curves(rows)
     columns = min(len(panels), 3)
     figure, axes = plt.subplots(math.ceil(len(panels) / columns), columns, figsize=(4.2 * columns, 3.2 * math.ceil(len(panels) / columns)),
                                 squeeze=False)

@@ -105,16 +105,40 @@ def checkpoint_meta(file: Path) -> dict | None:
             if size > 2**26:
                 return None
             header = json.loads(f.read(size))
-        return json.loads(header["__metadata__"]["gentool"])
+        meta = json.loads(header["__metadata__"]["gentool"])
     except (OSError, struct.error, ValueError, KeyError, TypeError):
         return None
+    return meta if isinstance(meta, dict) else None
+
+
+METRICS = "metrics.jsonl"
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """A run's metrics.jsonl: one dict of figures per epoch, with its `epoch`. A missing file or a
+    line that is not such a dict is a usage error naming the file."""
+    file = Path(run) / METRICS
+    try:
+        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    except OSError:
+        raise UsageError(f"no training metrics in '{run}' (expected {file})") from None
+    except ValueError:
+        raise UsageError(f"'{file}' is not JSON lines") from None
+    if not all(isinstance(row, dict) and isinstance(row.get("epoch"), int) for row in rows):
+        raise UsageError(f"'{file}' has a line that is not one epoch's figures")
+    return rows
+
+
+def write_metrics(run: Path, rows: list[dict]) -> None:
+    from gentool.files import atomic_write
+
+    atomic_write(Path(run) / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
 def _last_metrics(run: Path) -> dict:
     try:
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-        return json.loads(lines[-1]) if lines else {}
-    except (OSError, ValueError):
+        return (read_metrics(run) or [{}])[-1]
+    except UsageError:
         return {}
 
 

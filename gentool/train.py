@@ -10,18 +10,17 @@ continues to exactly the same weights as an uninterrupted run, and a run split o
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gentool import checkpoint, data as datasets, distributed, files, images, noise, runs
+from gentool import checkpoint, data as datasets, distributed, files, images, noise, run_summary, runs
 from gentool.errors import UsageError, check_count
 from gentool.graphs import TorchGraphs
 from gentool.progress import Reporter, deferred_interrupt
@@ -53,6 +52,7 @@ class Options:
     hparam_args: tuple[str, ...] = ()
     classes: str | None = None  # e.g. "3" or "3,5": train on these labels only
     size: tuple[int, int] | None = None  # resize every image to (H, W) as it loads
+    export: bool = True  # the ONNX graphs at the end (else `gentool export RUN` makes them later)
 
     def check(self) -> Options:
         """The combinations `gentool train` refuses before any work."""
@@ -91,40 +91,6 @@ def batches_of(images_u8: torch.Tensor, batch_size: int, binarize: bool = False)
         yield torch.bernoulli(x, generator=generator) if binarize else x
 
 
-def class_indices(spec: str, dataset: datasets.Dataset) -> list[int]:
-    """'3' or '3,5' -> sorted label indices; each item is a class name, else a class index."""
-    if dataset.labels is None:
-        raise UsageError(f"--classes needs labelled data; '{dataset.name}' has no labels")
-    names, indices = dataset.classes, set()
-    for item in (s.strip() for s in spec.split(",")):
-        if item in names:
-            indices.add(names.index(item))
-        elif item.isdigit() and int(item) < len(names):
-            indices.add(int(item))
-        else:
-            raise UsageError(
-                f"--classes: '{dataset.name}' has no class '{item}' (use 0..{len(names) - 1} or a name: {', '.join(names)})"
-            )
-    return sorted(indices)
-
-
-def training_set(data: str, limit: int | None, classes: str | list[int] | None, size=None):
-    """The training split (resized to `size` when given), keeping only `classes` (a --classes spec
-    or label indices) before `limit`.
-
-    Returns the dataset and the label indices kept (None for all).
-    """
-    dataset = datasets.load(data, "train", None if classes else limit, size)
-    if not classes:
-        return dataset, None
-    if isinstance(classes, str):
-        classes = class_indices(classes, dataset)
-    keep = np.flatnonzero(np.isin(dataset.labels, classes))[:limit]
-    if not len(keep):
-        raise UsageError(f"'{dataset.name}' has no training examples of the classes {classes}")
-    return replace(dataset, images=dataset.images[keep], labels=dataset.labels[keep]), classes
-
-
 def train_step(model, nets: dict, optimizers: dict, x, y, step: int, scale: float = 1.0) -> dict[str, float]:
     """One global step: for each phase the family names, its losses, zero-grad, backward (of the
     loss times `scale`, this process's share of the batch) and the phase's optimizer step; then the
@@ -154,7 +120,7 @@ def _setup(opts: Options, writer: bool = True):
         if writer:
             files.remove_stale_temps(run_dir)
         model.train()
-        train_set, _ = training_set(meta["data"], meta["train"]["limit"], meta["train"].get("classes"), checkpoint.data_size(meta))
+        train_set, _ = datasets.training_set(meta["data"], meta["train"]["limit"], meta["train"].get("classes"), checkpoint.data_size(meta))
         return run_dir, model, meta, state, train_set
     start = None
     if opts.init:
@@ -175,7 +141,7 @@ def _setup(opts: Options, writer: bool = True):
         raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{train_cfg['lr_schedule']}'")
     if opts.data is None:
         raise UsageError("--data is required (e.g. --data mnist)")
-    train_set, kept = training_set(opts.data, opts.limit, opts.classes, opts.size)
+    train_set, kept = datasets.training_set(opts.data, opts.limit, opts.classes, opts.size)
     torch.manual_seed(opts.seed)
     classes = len(train_set.classes) if train_set.classes else None
     model = cls(tuple(train_set.image_shape), hparams, classes)
@@ -188,8 +154,7 @@ def _setup(opts: Options, writer: bool = True):
         "data": opts.data,
         "data_name": train_set.name,
         "data_stats": datasets.pixel_stats(train_set.images),
-        "classes": classes,
-        "class_names": train_set.classes,
+        "classes": train_set.classes,  # the names, or None for unlabelled data
         "seed": opts.seed,
         "epoch": 0,
         "step": 0,
@@ -258,20 +223,6 @@ def epoch_pictures(model, meta, run_dir: Path, epoch: int, preview_images: np.nd
     return found
 
 
-def _write_metrics(run_dir: Path, rows: list[dict]) -> None:
-    from gentool.files import atomic_write
-
-    atomic_write(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
-
-
-def _read_metrics(run_dir: Path, upto_epoch: int) -> list[dict]:
-    file = run_dir / "metrics.jsonl"
-    if not file.exists():
-        return []
-    rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["epoch"] <= upto_epoch]
-
-
 def run(opts: Options) -> Path | None:
     """Train as `opts` asks; returns the run directory (None in the processes of rank > 0)."""
     world, device = distributed.join(opts.device)
@@ -284,213 +235,159 @@ def run(opts: Options) -> Path | None:
 def _train(opts: Options, world: distributed.World, device: torch.device) -> Path | None:
     run_dir, model, meta, state, train_set = _setup(opts, world.writer)
     try:
-        return _loop(opts, world, device, run_dir, model, meta, state, train_set)
+        loop = Loop(opts, world, device, run_dir, model, meta, state, train_set)
+        loop.run()
+        return finish(loop) if world.writer else None
     except BaseException:
         runs.release_if_unused(run_dir)
         raise
 
 
-def _loop(opts, world, device, run_dir, model, meta, state, train_set) -> Path | None:
-    cfg = meta["train"]
-    epochs = opts.epochs if (opts.resume and opts.epochs is not None) else cfg["epochs"]
-    if epochs < 1:
-        raise UsageError(f"--epochs must be positive, got {epochs}")
-    meta["train"]["epochs"] = epochs
-    bs, seed, binarize = cfg["batch_size"], meta["seed"], cfg["binarize"]
+class Loop:
+    """One training run, from where its state says it stopped to its last epoch: the data on the
+    device, the wrapped networks and their optimizers, the epoch's running sums, and saving it all."""
 
-    datasets.check_shape(train_set, meta["image_shape"], "train")
-    test_set = datasets.load(meta["data"], "test", cfg["limit"], checkpoint.data_size(meta))
-    datasets.check_shape(test_set, meta["image_shape"], "test")
-    preview_images = test_set.images[:PREVIEW_IMAGES] / np.float32(255)
-    watch = fid_watch(meta["data"], meta["image_shape"], test_set.images, model.quick_fid_samples) if world.writer else None
-    train_u8 = torch.from_numpy(train_set.images).to(device)
-    test_u8 = torch.from_numpy(test_set.images).to(device)
-    train_y = torch.from_numpy(train_set.labels).to(device) if train_set.labels is not None else None
-    test_y = torch.from_numpy(test_set.labels).to(device) if test_set.labels is not None else None
+    def __init__(self, opts: Options, world: distributed.World, device: torch.device, run_dir: Path | None, model, meta: dict,
+                 state: dict | None, train_set: datasets.Dataset):
+        cfg = meta["train"]
+        self.epochs = opts.epochs if (opts.resume and opts.epochs is not None) else cfg["epochs"]
+        if self.epochs < 1:
+            raise UsageError(f"--epochs must be positive, got {self.epochs}")
+        cfg["epochs"] = self.epochs
+        self.world, self.device, self.run_dir, self.model, self.meta, self.state = world, device, run_dir, model, meta, state
+        self.batch_size, self.seed, self.binarize, self.cosine = cfg["batch_size"], meta["seed"], cfg["binarize"], cfg.get("lr_schedule") == "cosine"
+        self.export = opts.export
 
-    # NHWC weights and batches let oneDNN (and cuDNN) pick their fast conv kernels: a width-24 dae step
-    # took 4.2 instead of 5.4 ms per image on two CPU cores. A no-op for dense models.
-    model.to(device, memory_format=torch.channels_last).train()
-    nets = world.wrap(model.networks(), device)
-    optimizers = model.configure_optimizers(cfg["lr"])
-    start_epoch, start_step, sums = meta["epoch"], 0, {}
-    if state:
-        for name, opt in optimizers.items():
-            opt.load_state_dict(state["optimizers"][name])
-        # the saved sums are the whole world's: one process carries them on
-        start_epoch, start_step, sums = state["epoch"], state["step"], state["sums"] if world.writer else {}
-    rows = _read_metrics(run_dir, start_epoch) if world.writer else []
+        datasets.check_shape(train_set, meta["image_shape"], "train")
+        test_set = datasets.load(meta["data"], "test", cfg["limit"], checkpoint.data_size(meta))
+        datasets.check_shape(test_set, meta["image_shape"], "test")
+        self.preview_images = test_set.images[:PREVIEW_IMAGES] / np.float32(255)
+        self.watch = fid_watch(meta["data"], meta["image_shape"], test_set.images, model.quick_fid_samples) if world.writer else None
+        self.train_u8, self.test_u8 = (torch.from_numpy(d.images).to(device) for d in (train_set, test_set))
+        self.train_y, self.test_y = (None if d.labels is None else torch.from_numpy(d.labels).to(device) for d in (train_set, test_set))
 
-    n = len(train_u8)
-    steps = math.ceil(n / bs)
-    if sums and not any(k.startswith(SEEN) for k in sums):  # saved before the counts were kept: every loss at every step
-        sums.update({SEEN + k: float(min(start_step * bs, n)) for k in list(sums)})
-    reporter = Reporter(steps, bs, n, enabled=world.writer)
-    reporter.line(banner(model, meta, run_dir, len(train_u8), len(test_u8), epochs, steps, device, world.size))
-    if state:
-        reporter.line(f"resuming {run_dir} at epoch {start_epoch + 1}/{epochs}, step {start_step}/{steps}")
-    epoch, step = start_epoch, start_step
+        # NHWC weights and batches let oneDNN (and cuDNN) pick their fast conv kernels: a width-24 dae step
+        # took 4.2 instead of 5.4 ms per image on two CPU cores. A no-op for dense models.
+        model.to(device, memory_format=torch.channels_last).train()
+        self.nets = world.wrap(model.networks(), device)
+        self.optimizers = model.configure_optimizers(cfg["lr"])
+        self.epoch, self.step, self.sums = meta["epoch"], 0, {}
+        if state:
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+            # the saved sums are the whole world's: one process carries them on
+            self.epoch, self.step, self.sums = state["epoch"], state["step"], state["sums"] if world.writer else {}
+        has_rows = world.writer and (run_dir / runs.METRICS).exists()
+        self.rows = [r for r in runs.read_metrics(run_dir) if r["epoch"] <= self.epoch] if has_rows else []
+        self.n = len(self.train_u8)
+        self.steps = math.ceil(self.n / self.batch_size)
+        if self.sums and not any(k.startswith(SEEN) for k in self.sums):  # saved before the counts were kept: every loss at every step
+            self.sums.update({SEEN + k: float(min(self.step * self.batch_size, self.n)) for k in list(self.sums)})
+        self.reporter = Reporter(self.steps, self.batch_size, self.n, enabled=world.writer)
 
-    def save(epoch_done: int, step_done: int, running: dict) -> None:
-        meta.update(epoch=epoch_done, step=step_done)
+    def save(self) -> None:
+        """The weights, metadata and everything a resume needs, at the current epoch and step."""
+        self.meta.update(epoch=self.epoch, step=self.step)
         resume = {
-            "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-            "epoch": epoch_done,
-            "step": step_done,
-            "sums": running,
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "epoch": self.epoch,
+            "step": self.step,
+            "sums": self.sums,
             "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
-        checkpoint.save(run_dir, model, meta, resume)
+        checkpoint.save(self.run_dir, self.model, self.meta, resume)
 
-    with deferred_interrupt() as interrupted:
-        for epoch in range(start_epoch, epochs):
-            started = time.perf_counter()
-            reporter.start_epoch(f"epoch {epoch + 1}/{epochs}", step)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch))).to(device)
-            if step == 0:
-                torch.manual_seed(epoch_seed(seed, epoch))
-                sums = {}
-            else:
-                torch.set_rng_state(state["rng"])
-                if device.type == "cuda" and state.get("cuda_rng"):
-                    torch.cuda.set_rng_state_all(state["cuda_rng"])
-            while step < steps:
-                positions = torch.arange(step * bs, min((step + 1) * bs, n), device=device)
-                mine = world.share(positions)
-                idx = perm[mine]
-                if cfg.get("lr_schedule") == "cosine":
-                    anneal(optimizers, epoch * steps + step, epochs * steps)
-                x = train_u8[idx].float().div_(255).contiguous(memory_format=torch.channels_last)
-                y = train_y[idx] if train_y is not None else None
-                with noise.keyed(noise.example_keys(seed, epoch, mine)):
-                    if binarize:
-                        x = (noise.rand_like(x) < x).to(x.dtype)
-                    losses = train_step(model, nets, optimizers, x, y, epoch * steps + step,
-                                        world.size * len(mine) / len(positions))
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(mine)
-                    sums[SEEN + k] = sums.get(SEEN + k, 0.0) + len(mine)
-                step += 1
-                signum = interrupted()
-                stop, diverged = world.any(signum, not all(math.isfinite(v) for v in losses.values()))
-                if diverged:
-                    raise UsageError(f"training diverged at epoch {epoch + 1}, step {step}; try a lower --lr")
-                reporter.step(_loss_status(losses, model.shown_losses))
-                if stop:
-                    reporter.close()
-                    sums = world.total(sums)
-                    if world.writer:
-                        save(epoch, step, sums)
-                        print(f"interrupted: saved epoch {epoch + 1} at step {step}/{steps}; continue with: "
-                              f"gentool train --resume {run_dir}", file=sys.stderr)
-                    raise SystemExit(128 + (signum or signal.SIGINT))
-            step = 0
-            seconds = time.perf_counter() - started
-            sums = world.total(sums)
-            model.after_epoch(batches_of(train_u8[:PRIOR_IMAGES], 500))
-            if not world.writer:
-                continue
-            row = {"epoch": epoch + 1, **{f"train_{k}": v / sums[SEEN + k] for k, v in sums.items() if not k.startswith(SEEN)}}
-            row.update({f"test_{k}": v for k, v in evaluate_losses(model, test_u8, test_y, 500, binarize, seed).items()})
-            row.update(epoch_pictures(model, meta, run_dir, epoch + 1, preview_images, watch))
-            row["seconds"] = round(seconds, 3)
-            rows.append(row)
-            _write_metrics(run_dir, rows)
-            save(epoch + 1, 0, {})
-            train_status = _loss_status({k[6:]: v for k, v in row.items() if k.startswith("train_")}, model.shown_losses)
-            test_status = _loss_status({k[5:]: v for k, v in row.items() if k.startswith("test_")}, model.shown_losses)
-            quick = f"  fid_1k {row['fid_1k']:.2f}" if "fid_1k" in row else ""
-            reporter.line(f"epoch {epoch + 1}/{epochs}  train {train_status}  test {test_status}{quick}  {seconds:.1f}s")
-    reporter.close()
-    if not world.writer:
-        return None
+    def run(self) -> None:
+        self.reporter.line(run_summary.banner(self.model, self.meta, self.run_dir, len(self.train_u8), len(self.test_u8), self.epochs, self.steps,
+                                  self.device, self.world.size))
+        if self.state:
+            self.reporter.line(f"resuming {self.run_dir} at epoch {self.epoch + 1}/{self.epochs}, step {self.step}/{self.steps}")
+        with deferred_interrupt() as interrupted:
+            while self.epoch < self.epochs:
+                started = time.perf_counter()
+                self.train_epoch(interrupted)
+                self.end_epoch(time.perf_counter() - started)
+        self.reporter.close()
 
+    def train_epoch(self, interrupted) -> None:
+        """The epoch's steps from the current one; an interrupt saves the run mid-epoch and exits."""
+        epoch, bs, n = self.epoch, self.batch_size, self.n
+        self.reporter.start_epoch(f"epoch {epoch + 1}/{self.epochs}", self.step)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch))).to(self.device)
+        if self.step == 0:
+            torch.manual_seed(epoch_seed(self.seed, epoch))
+            self.sums = {}
+        else:
+            torch.set_rng_state(self.state["rng"])
+            if self.device.type == "cuda" and self.state.get("cuda_rng"):
+                torch.cuda.set_rng_state_all(self.state["cuda_rng"])
+        while self.step < self.steps:
+            positions = torch.arange(self.step * bs, min((self.step + 1) * bs, n), device=self.device)
+            mine = self.world.share(positions)
+            idx = perm[mine]
+            if self.cosine:
+                anneal(self.optimizers, epoch * self.steps + self.step, self.epochs * self.steps)
+            x = self.train_u8[idx].float().div_(255).contiguous(memory_format=torch.channels_last)
+            y = self.train_y[idx] if self.train_y is not None else None
+            with noise.keyed(noise.example_keys(self.seed, epoch, mine)):
+                if self.binarize:
+                    x = (noise.rand_like(x) < x).to(x.dtype)
+                losses = train_step(self.model, self.nets, self.optimizers, x, y, epoch * self.steps + self.step,
+                                    self.world.size * len(mine) / len(positions))
+            for k, v in losses.items():
+                self.sums[k] = self.sums.get(k, 0.0) + v * len(mine)
+                self.sums[SEEN + k] = self.sums.get(SEEN + k, 0.0) + len(mine)
+            self.step += 1
+            signum = interrupted()
+            stop, diverged = self.world.any(signum, not all(math.isfinite(v) for v in losses.values()))
+            if diverged:
+                raise UsageError(f"training diverged at epoch {epoch + 1}, step {self.step}; try a lower --lr")
+            self.reporter.step(run_summary.loss_status(losses, self.model.shown_losses))
+            if stop:
+                self.reporter.close()
+                self.sums = self.world.total(self.sums)
+                if self.world.writer:
+                    self.save()
+                    print(f"interrupted: saved epoch {epoch + 1} at step {self.step}/{self.steps}; continue with: "
+                          f"gentool train --resume {self.run_dir}", file=sys.stderr)
+                raise SystemExit(128 + (signum or signal.SIGINT))
+
+    def end_epoch(self, seconds: float) -> None:
+        """The family's end-of-epoch hook; then (the writer) the epoch's figures, grids and checkpoint."""
+        sums, model, epoch = self.world.total(self.sums), self.model, self.epoch + 1
+        model.after_epoch(batches_of(self.train_u8[:PRIOR_IMAGES], 500))
+        self.epoch, self.step, self.sums = epoch, 0, {}
+        if not self.world.writer:
+            return
+        row = {"epoch": epoch, **{f"train_{k}": v / sums[SEEN + k] for k, v in sums.items() if not k.startswith(SEEN)}}
+        row.update({f"test_{k}": v for k, v in evaluate_losses(model, self.test_u8, self.test_y, 500, self.binarize, self.seed).items()})
+        row.update(epoch_pictures(model, self.meta, self.run_dir, epoch, self.preview_images, self.watch))
+        row["seconds"] = round(seconds, 3)
+        self.rows.append(row)
+        runs.write_metrics(self.run_dir, self.rows)
+        self.save()
+        train_status = run_summary.loss_status({k[6:]: v for k, v in row.items() if k.startswith("train_")}, model.shown_losses)
+        test_status = run_summary.loss_status({k[5:]: v for k, v in row.items() if k.startswith("test_")}, model.shown_losses)
+        quick = f"  fid_1k {row['fid_1k']:.2f}" if "fid_1k" in row else ""
+        self.reporter.line(f"epoch {epoch}/{self.epochs}  train {train_status}  test {test_status}{quick}  {seconds:.1f}s")
+
+
+def finish(loop: Loop) -> Path:
+    """After the last epoch: the export (its parity checked), the last grids again from the exported
+    graphs (pixel for pixel what `gentool sample RUN` draws), results.png and the closing summary."""
     from gentool.export import export
     from gentool.runtime.artifact import Artifact
 
-    differences = export(model, meta, run_dir)
-    worst = max(differences.values(), default=0.0)
-    print(f"exported {', '.join(differences)} to {run_dir} (max |torch - onnxruntime| {worst:.1e})", file=sys.stderr)
-    # The last grids again, from the exported graphs: pixel for pixel what `gentool sample RUN` draws.
+    model, meta, run_dir = loop.model, loop.meta, loop.run_dir
     model.eval()
-    exported = Artifact(str(run_dir), "cpu")
-    write_grids(model, exported, run_dir, epochs, preview_images, seed)
-    curves = write_curves(run_dir)
-    print(closing_summary(run_dir, meta, rows, exported, curves, model.shown_losses), file=sys.stderr)
+    graphs = TorchGraphs(model, meta)
+    if loop.export:
+        differences = export(model, meta, run_dir)
+        worst = max(differences.values(), default=0.0)
+        print(f"exported {', '.join(differences)} to {run_dir} (max |torch - onnxruntime| {worst:.1e})", file=sys.stderr)
+        graphs = Artifact(str(run_dir), "cpu")
+        write_grids(model, graphs, run_dir, loop.epochs, loop.preview_images, loop.seed)
+    curves = run_summary.write_curves(run_dir)
+    print(run_summary.closing(run_dir, meta, loop.rows, graphs, curves, model.shown_losses, loop.export), file=sys.stderr)
     return run_dir
-
-
-# What the closing summary suggests next, for the verbs the run's graphs provide (RUN: the run)
-NEXT_COMMANDS = {
-    "sample": "gentool sample RUN -n 64 -o samples.png",
-    "reconstruct": "gentool reconstruct RUN IMAGE.png -o reconstructed.png",
-    "denoise": "gentool denoise NOISY.png --model RUN -o clean.png",
-    "upscale": "gentool upscale SMALL.png --model RUN -o big.png",
-}
-
-
-def closing_summary(run_dir: Path, meta: dict, rows: list[dict], graphs, curves: bool, shown: dict | None = None) -> str:
-    """The lines a training ends with: what it did, its last figures, where its results are, and
-    the commands to try next."""
-    from gentool.runtime import verbs
-
-    last = rows[-1] if rows else {}
-    figures = _loss_status({k[5:]: v for k, v in last.items() if k.startswith("test_")}, shown or {})
-    figures += f"  fid_1k {last['fid_1k']:.2f}" if "fid_1k" in last else ""
-    seconds = sum(row.get("seconds", 0) for row in rows)
-    grids = sorted(p.name for p in (run_dir / "grids").glob(f"*-{meta['epoch']:03d}.png"))
-    run = str(run_dir)
-    results = [("results.png", "the training curves")] if curves else []
-    results += [("grids/", ", ".join(grids) + " (the last epoch's)")] if grids else []
-    results += [(", ".join(f"{role}.onnx" for role in graphs.roles), "the exported graphs (they run without PyTorch)"),
-                ("model.safetensors", "the weights; metrics.jsonl, each epoch's figures")]
-    lines = [f"done: {meta['model']} on {meta['data']}, {meta['epoch']} epoch{'s' * (meta['epoch'] != 1)} "
-             f"({seconds:.0f}s of training); test {figures}", f"results in {run}/:"]
-    width = max(len(name) for name, _ in results)
-    lines += [f"  {name:<{width}}  {what}" for name, what in results]
-    lines.append("next:")
-    if "features" in graphs.roles:
-        lines.append(f"  gentool fid {meta['data']}:test SAMPLES/ --features {run}/features.onnx")
-    lines += [f"  {command.replace('RUN', run)}" for verb, command in NEXT_COMMANDS.items() if verbs.supports(graphs, verb)][:2]
-    lines += [f"  gentool evaluate {run}", f"  gentool export {run} -o exports/{run_dir.name}"]
-    return "\n".join(lines)
-
-
-def write_curves(run_dir: Path) -> bool:
-    """`results.png`, the training curves, when matplotlib is installed (else a note says how);
-    whether it was drawn."""
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is None:
-        print("note: pip install 'gentool[plot]' to have results.png (training curves) drawn here", file=sys.stderr)
-        return False
-    from gentool import plots
-
-    plots.training_curves(run_dir, run_dir / "results.png")
-    return True
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
-
-
-def banner(model, meta: dict, run_dir: Path, n_train: int, n_test: int, epochs: int, steps: int, device, processes: int) -> str:
-    """The line a training starts with: what trains on what, how long, where, and into which directory."""
-    cfg = meta["train"]
-    where = f"{device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)")
-    if processes > 1:
-        where += f", {processes} processes"
-    shape = "x".join(map(str, meta["image_shape"]))
-    return (f"gentool train {meta['model']}: {_count(sum(p.numel() for p in model.parameters()))} parameters; "
-            f"{meta['data']}: {n_train:,} training and {n_test:,} test images of {shape}; "
-            f"{epochs} epoch{'s' * (epochs != 1)} of {steps} step{'s' * (steps != 1)} (batch {cfg['batch_size']}, lr {cfg['lr']:g} {cfg['lr_schedule']}); "
-            f"device {where}; run directory {run_dir}")
-
-
-def _loss_status(losses: dict[str, float], shown_losses: dict[str, str]) -> str:
-    """`loss 1.234`, or each phase's loss for a family with several optimizers, and the figures
-    the family shows beside them (`shown_losses`: key -> label)."""
-    shown = {k: v for k, v in losses.items() if k == "loss"} or {k: v for k, v in losses.items() if k.endswith("_loss")}
-    shown.update({label: losses[k] for k, label in shown_losses.items() if k in losses})
-    return "  ".join(f"{k} {v:.3f}" for k, v in shown.items())

@@ -54,7 +54,7 @@ class Conditional(GenerativeModel):
 def test_a_two_input_graph_exports_with_typed_inputs_and_samples_alike_on_both_sides(tmp_path):
     torch.manual_seed(0)
     model = Conditional().eval()
-    meta = {"model": model.name, "data": "toy", "class_names": CLASSES}
+    meta = {"model": model.name, "data": "toy", "classes": CLASSES}
     graph = model.graphs()["generator"]
     assert len(set(parity_inputs(graph)[1].tolist())) > 1  # integer inputs vary across the parity batch
     assert export(model, meta, tmp_path)["generator"] < 1e-5

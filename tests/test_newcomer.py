@@ -244,12 +244,12 @@ def test_training_on_images_of_mixed_sizes_resizes_them_once(tmp_path, monkeypat
 
 
 def test_a_training_ends_by_saying_where_its_results_are_and_what_to_try(runs):
-    from gentool import train as training
+    from gentool import run_summary
     from gentool.runtime.artifact import Artifact
 
     meta = {"model": "vae", "data": "mnist", "epoch": 1}
     rows = [{"epoch": 1, "test_loss": 250.5, "fid_1k": 80.25, "seconds": 1.5}]
-    text = training.closing_summary(runs["vae"], meta, rows, Artifact(str(runs["vae"]), "cpu"), True)
+    text = run_summary.closing(runs["vae"], meta, rows, Artifact(str(runs["vae"]), "cpu"), True)
     assert text.splitlines()[0] == "done: vae on mnist, 1 epoch (2s of training); test loss 250.500  fid_1k 80.25"
     for part in ("results.png", "grids/", "decoder.onnx, encoder.onnx", f"gentool sample {runs['vae']} -n 64",
                  f"gentool evaluate {runs['vae']}", f"gentool export {runs['vae']} -o exports/vae"):

@@ -209,7 +209,7 @@ def test_a_conditional_generator_gets_label_accuracy(tmp_path):
         def graph_metadata(self):
             return {"latent_dim": 2, "prior": {"mean": [0.0, 0.0], "cov": [[1.0, 0.0], [0.0, 1.0]]}}
 
-    export(Toy(), {"model": "first-digit", "data": "mnist", "class_names": [str(k) for k in range(10)]}, tmp_path)
+    export(Toy(), {"model": "first-digit", "data": "mnist", "classes": [str(k) for k in range(10)]}, tmp_path)
     network, name = quality.feature_network("mnist", "cpu")
     result = quality.evaluate_generator(Artifact(str(tmp_path), "cpu"), 100, 0, network, name)
     logits = quality.features(network, means.numpy())[1]

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from conftest import gentool
-from gentool import metrics, train as training
+from gentool import data, metrics
 from gentool.errors import UsageError
 from gentool.kmeans import kmeans
 from gentool.probe import per_class_sample, probe_accuracy
@@ -62,14 +62,14 @@ def test_probe_helpers():
 
 
 def test_training_set_keeps_the_asked_classes(tmp_path):
-    images, classes = training.training_set("mnist", 50, "5,3")
+    images, classes = data.training_set("mnist", 50, "5,3")
     assert classes == [3, 5] and len(images) == 50 and set(images.labels) == {3, 5}
-    assert training.training_set("fashion-mnist", 3, "Bag")[1] == [8]
+    assert data.training_set("fashion-mnist", 3, "Bag")[1] == [8]
     with pytest.raises(UsageError, match="has no class '11'"):
-        training.training_set("mnist", None, "3,11")
+        data.training_set("mnist", None, "3,11")
     np.save(tmp_path / "plain.npy", np.zeros((20, 8, 8), np.uint8))
     with pytest.raises(UsageError, match="needs labelled data"):
-        training.training_set(str(tmp_path / "plain.npy"), None, "0")
+        data.training_set(str(tmp_path / "plain.npy"), None, "0")
 
 
 @pytest.fixture(scope="module")

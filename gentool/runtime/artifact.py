@@ -136,9 +136,8 @@ class Artifact(Graphs):
         missing = [PREFIX + k for k in REQUIRED if k not in meta]
         if missing:
             raise UsageError(f"'{file}' has no gentool metadata ({', '.join(missing)}); export it with `gentool export`")
-        graphcheck.check_metadata(meta, graphcheck.BASIC, str(file))
-        declared, sampler = verbs.role(meta["role"], str(file))
-        graphcheck.check_metadata(meta, sampler, str(file))
+        graphcheck.check_metadata(meta, verbs.samplers(), str(file))
+        declared = verbs.role(meta["role"], str(file))
         graphcheck.check_inputs(session.get_inputs(), meta, meta["role"], declared, str(file))
         graphcheck.check_outputs(session.get_outputs(), meta, meta["role"], declared, str(file))
         if self.meta and meta["model"] != self.meta["model"]:

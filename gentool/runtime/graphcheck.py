@@ -114,14 +114,11 @@ COMMON_METADATA = {
 }
 
 
-# the common keys alone, checked before the role is looked up
-BASIC = Sampler(name="any", roles={})
-
-
-def check_metadata(meta: dict, sampler: Sampler, source: str) -> None:
+def check_metadata(meta: dict, samplers: list[Sampler], source: str) -> None:
     """Each metadata value the runtime reads has the form it expects (a lie is a usage error, not a
-    crash): the common keys, and those the role's sampler module declares."""
-    for key, valid in {**COMMON_METADATA, **sampler.metadata}.items():
+    crash): the common keys, and every key a sampler module declares, whichever role the graph has."""
+    checks = [COMMON_METADATA.items(), *(sampler.metadata.items() for sampler in samplers)]
+    for key, valid in (pair for group in checks for pair in group):
         if meta.get(key) is not None and not valid(meta[key], meta):
             raise UsageError(f"'{source}': metadata gentool.{key} = {str(meta[key])[:60]} does not fit this {meta.get('model')} model")
 

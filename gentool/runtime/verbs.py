@@ -30,11 +30,11 @@ def samplers() -> list[Sampler]:
     return [importlib.import_module(name).SAMPLER for name in MODULES] + _REGISTERED
 
 
-def role(name: str, source: str) -> tuple[Role, Sampler]:
-    """The declaration of a role, and the sampler that declares it; a role none declares is refused."""
+def role(name: str, source: str) -> Role:
+    """The declaration of a role; a role no sampler module declares is refused."""
     for sampler in samplers():
         if name in sampler.roles:
-            return sampler.roles[name], sampler
+            return sampler.roles[name]
     known = sorted(r for s in samplers() for r in s.roles)
     raise UsageError(f"'{source}' holds a '{name}' graph, a role this gentool does not run (it runs {', '.join(known)})")
 

@@ -1,0 +1,164 @@
+"""The parts the `gentool` verbs share: option types, the sampler modules' own options, the few
+argument parsers, opening an artifact for a verb and writing the images it made. Torch-free."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from gentool import console
+from gentool.errors import UsageError, check_count
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when it really works; cuda without it is an error.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for every random draw: same seed, same output.")]
+OutOpt = Annotated[Optional[str], typer.Option("-o", "--out", help="Output file (.png, .jpg); a folder or a path ending in '/': one PNG per image; '-' or omitted: stdout (not a terminal).")]
+ArtifactArg = Annotated[str, typer.Argument(help="A run directory, an export directory, an .onnx file, or a model name (its newest run).")]
+
+
+# Bounds on what one command draws, so that a typo costs what was meant (a 10^9-image grid would not)
+MAX_IMAGES, MAX_STEPS, MAX_SIDE = 100_000, 1_000, 100
+
+
+LabelOpt = Annotated[Optional[str], typer.Option(help="Conditional models: the class to draw (a name or index; default: the classes in turn).")]
+
+
+def labels(art, label: str | None, n: int):
+    """`n` copies of the class `label` names, for a conditional model; None when no label is given."""
+    import numpy as np
+
+    from gentool.runtime import latent
+
+    return None if label is None else np.full(n, latent.label_index(art, label))
+
+
+class CodeFormat(str, Enum):
+    auto = "auto"
+    json = "json"
+    csv = "csv"
+    npy = "npy"
+
+
+def family_names(incomplete: str) -> list[str]:
+    """Shell completion of a model family's name."""
+    from gentool import zoo
+
+    return [name for name in zoo.catalog() if name.startswith(incomplete)]
+
+
+def needs_torch(verb: str) -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UsageError(f"'gentool {verb}' needs PyTorch: pip install 'gentool[train]'") from None
+
+
+def open_artifact(spec: str, device: Device, verb: str, options: dict | None = None):
+    """The artifact and the function that computes `verb` for its roles, with the verb's own
+    `options` (else a usage error)."""
+    from gentool.runtime import verbs
+    from gentool.runtime.artifact import Artifact
+
+    art = Artifact(spec, device.value)
+    return art, verbs.find(art, verb, options=options)
+
+
+class SamplerOptions:
+    """A verb's command with the options the runtime's sampler modules declare for the verb added
+    to its signature (typed, with their help and the roles that take them, in their own help
+    panel) and gathered into one `options` dict of those given. Typer reads the signature when it
+    builds the command line, so a sampler registered before then has its options there too."""
+
+    def __init__(self, verb: str, command):
+        functools.update_wrapper(self, command, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
+        self.verb, self.command = verb, command
+
+    def _parameters(self):
+        from gentool.runtime import verbs
+
+        declared = verbs.options(self.verb)
+        signature = inspect.signature(self.command, eval_str=True)
+        kept = [p for p in signature.parameters.values() if p.name != "options"]
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+            Optional[option.type], typer.Option(option.flag, help=option_help(option, roles), rich_help_panel="Sampler options")])
+            for name, (option, roles) in declared.items()]
+        return signature, kept + extra, declared
+
+    @property
+    def __signature__(self):
+        signature, parameters, _ = self._parameters()
+        return signature.replace(parameters=parameters)
+
+    @property
+    def __annotations__(self):
+        return {p.name: p.annotation for p in self._parameters()[1]}
+
+    def __call__(self, **given):
+        declared = self._parameters()[2]
+        options = {name: value for name in declared if (value := given.pop(name, None)) is not None}
+        return self.command(**given, options=options)
+
+
+def option_help(option, roles: list[str]) -> str:
+    default = "" if option.default is None else f"; default {option.default}"
+    return f"{option.help} (models with {' or '.join(roles)}{default})"
+
+
+def sampler_options(verb: str):
+    return lambda command: SamplerOptions(verb, command)
+
+
+def provenance(art, **extra) -> dict[str, str]:
+    """What made an image, for its PNG tEXt chunks: `Software`, and `gentool`, a JSON object with the
+    version, the verb, its arguments (all but where the output goes and the device), the origin of
+    the artifact's graphs (a hash of the weights, epoch and step) and `extra` (which image of several
+    a file holds): enough to draw it again."""
+    from typer._click.globals import get_current_context  # Typer 0.26+ bundles click, with no public accessor
+
+    from gentool import images
+
+    ctx = get_current_context()
+    arguments = {k: v.value if isinstance(v, Enum) else v for k, v in ctx.params.items()
+                 if v is not None and k not in ("out", "device", "nrow")}
+    return images.made_by(ctx.info_name, **arguments, origin=art.meta.get("origin"), **extra)
+
+
+def write_images(art, image_batch, out: str | None, nrow: int | None = None) -> None:
+    """One image as it is, several as a grid (`nrow` per row, at most as many as there are), with
+    its provenance; an `out` that is a folder (or ends in '/') gets one PNG per image instead."""
+    from gentool import images
+
+    if nrow is not None:
+        check_count("--nrow", nrow)
+    if images.is_folder(out):
+        paths = images.write_folder(image_batch, out, lambda i: provenance(art, image=i))
+        console.err(f"wrote {len(paths)} image{'s' * (len(paths) > 1)} to {out}: "
+             + (paths[0].name if len(paths) == 1 else f"{paths[0].name} to {paths[-1].name}"))
+        return
+    many = len(image_batch) > 1
+    image = images.make_grid(image_batch, nrow=min(nrow, len(image_batch)) if nrow else None) if many else image_batch[0]
+    images.write_image(image, out, provenance(art))
+
+
+def int_pair(option: str, text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(s) for s in text.split(","))
+    except ValueError:
+        raise UsageError(f"{option} takes two integers 'A,B', got '{text}'") from None
+    return a, b
+
+
+def seed_list(option: str, text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{option} takes seeds 'A,B,...', got '{text}'") from None
