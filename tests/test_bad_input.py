@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import gentool
+from conftest import gentool, in_process
 
 
 def assert_usage_error(proc, message):
@@ -48,7 +48,7 @@ def test_inference_usage_errors(runs, digits, tmp_path, args, message):
     places = {"vae": runs["vae"], "ae": runs["ae"], "digit": digits[0], "tmp": tmp_path, "runs": runs["vae"].parent,
               "notimage": tmp_path / "notimage.png", "empty": tmp_path / "empty.png", "codes3": tmp_path / "codes3.csv",
               "weights": runs["vae"] / "model.safetensors"}
-    assert_usage_error(gentool(*[a.format(**places) for a in args], torch_free=True, check=False), message)
+    assert_usage_error(in_process(*[a.format(**places) for a in args]), message)
 
 
 def test_empty_stdin(runs):

@@ -146,12 +146,12 @@ def test_torchrun_two_processes_train_the_weights_of_one(tmp_path):
     epoch and then `--resume` to a second, also under torchrun: the single-process run's weights and
     metrics, in one run directory. (The conv vae agrees to about 1e-5 after as many steps: its weight
     gradients sum the batch in another order; the mlp's to about 1e-7.)"""
-    args = ["--data", "mnist", "--limit", "301", "--batch-size", "64", "--device", "cpu"]
+    args = ["--data", "mnist", "--limit", "301", "--batch-size", "64", "--device", "cpu", "--no-export"]
     gentool("train", "vae", "--arch", "mlp", *args, "--epochs", "2", "--out", tmp_path / "one")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gentool", "train"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for extra in (["vae", "--arch", "mlp", *args, "--epochs", "1", "--out", str(tmp_path / "two")],
-                  ["--resume", str(tmp_path / "two"), "--epochs", "2", "--device", "cpu"]):
+                  ["--resume", str(tmp_path / "two"), "--epochs", "2", "--device", "cpu", "--no-export"]):
         proc = subprocess.run([*torchrun, *extra], capture_output=True, cwd=tmp_path, env=env)
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
         assert proc.stdout.decode().split() == [str(tmp_path / "two")]  # rank 0 alone writes and reports

@@ -140,7 +140,8 @@ def test_torchrun_two_processes_train_the_adversarial_weights_of_one(family, tmp
     """The BatchNorm trap (each process would normalise by its half of the batch: WorldBatchNorm
     all-reduces the statistics) and the gradient penalty (a keyed interpolation per example) under
     2 CPU processes: the weights of the single-process run."""
-    args = [family, "--data", "mnist", "--limit", "192", "--batch-size", "64", "--epochs", "1", "--width", "8", "--hidden", "32", "--device", "cpu"]
+    args = [family, "--data", "mnist", "--limit", "192", "--batch-size", "64", "--epochs", "1", "--width", "8", "--hidden", "32", "--device", "cpu",
+            "--no-export"]  # the weights are what is compared
     gentool("train", *args, "--out", tmp_path / "one")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gentool", "train"]
     proc = subprocess.run([*torchrun, *args, "--out", str(tmp_path / "two")], capture_output=True, cwd=tmp_path,

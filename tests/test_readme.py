@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import ROOT
@@ -79,6 +80,7 @@ def write_inputs(folder: Path) -> None:
         Image.fromarray(digit).convert("RGB").resize((side, side + 8 * (i % 2))).save(folder / "photos" / f"{i}.png")
 
 
+@pytest.mark.readme
 def test_every_readme_command_runs_as_written(tmp_path):
     commands = readme_commands()
     assert any(c.startswith("gentool train vae --data mnist && gentool sample") for c in commands), "the first command"
@@ -102,5 +104,6 @@ def test_every_readme_command_runs_as_written(tmp_path):
 def test_ci_runs_the_readme_test_command():
     """`.ci/run` takes its command from the README, so the two cannot disagree."""
     found = subprocess.run(["bash", "-c", "grep -o 'awk .*README.md' .ci/run | bash"], cwd=ROOT, capture_output=True, text=True).stdout
-    assert found.strip().endswith("GENTOOL_DATA_DIR=../shared/data .venv/bin/python -m pytest -q")
+    assert found.strip().endswith("GENTOOL_DATA_DIR=../shared/data .venv/bin/python -m pytest -q && "
+                                  "GENTOOL_DATA_DIR=../shared/data .venv/bin/python -m pytest -q -m readme")
     assert found.strip() in (ROOT / "README.md").read_text()
