@@ -237,3 +237,12 @@ def test_an_ambiguous_folder_layout_is_refused(tmp_path):
     (tmp_path / "mixed" / "notes").mkdir()
     with pytest.raises(UsageError, match="the class folder 'notes' holds no PNG/JPEG images"):
         data.load(str(tmp_path / "mixed"))
+
+
+def test_a_limited_idx_read_stops_at_its_images():
+    """`limit` reads the first images of an IDX file only, the same ones as a whole read gives."""
+    whole, few = data.load("mnist", "test"), data.load("mnist", "test", 5)
+    assert np.array_equal(few.images, whole.images[:5]) and np.array_equal(few.labels, whole.labels[:5])
+    path = data._find_idx(data.dataset_dir("mnist"), data.IDX_FILES["test"][0])
+    images, total = data._read_idx(path, 3, limit=5)
+    assert images.shape == (5, 28, 28) and total == 10_000

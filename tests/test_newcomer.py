@@ -44,7 +44,7 @@ def test_models_lists_choices_without_torch_and_the_catalog_is_current():
 
 def test_export_needs_no_format_flag(runs, tmp_path):
     """(`--onnx`, as the design card writes it, is what the other export tests pass.)"""
-    gentool("export", runs["ae"], "-o", tmp_path / "plain")
+    gentool("export", runs["vae"], "-o", tmp_path / "plain")
     assert sorted(p.name for p in (tmp_path / "plain").iterdir()) == ["decoder.onnx", "encoder.onnx"]
 
 
@@ -96,7 +96,7 @@ def test_named_data_is_found_beside_a_checkout(tmp_path):
 
 
 def test_a_training_starts_by_saying_what_it_does(tmp_path):
-    proc = gentool("train", "ae", "--data", "mnist", "--limit", "64", "--epochs", "1", "--arch", "mlp", "--out", tmp_path / "ae")
+    proc = gentool("train", "ae", "--data", "mnist", "--limit", "64", "--epochs", "1", "--arch", "mlp", "--out", tmp_path / "ae", "--no-export")
     first = proc.stderr.splitlines()[0]
     for part in ("gentool train ae:", "parameters", "64 training and 64 test images of 1x28x28", "1 epoch of 1 step (batch 128",
                  "device cpu", f"run directory {tmp_path / 'ae'}"):

@@ -277,40 +277,59 @@ def test_an_export_is_one_unit_of_one_origin(runs, digits, tmp_path, monkeypatch
     assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before
 
 
-def test_kill_9_at_random_moments_then_resume_is_exact(tmp_path):
-    """A short run killed with SIGKILL at 8 random moments (during steps, evaluation, grids,
-    checkpoint writes, the export), resumed each time: its final weights are the uninterrupted run's,
-    and no temporary file of a killed write is left."""
-    import random
+# Code run before gentool in a killed training: SIGKILL (no clean-up) as the n-th rename onto a file
+# whose name ends so is about to happen (its new content written whole beside it), or at the n-th step.
+_KILLER = """
+import os, signal
+name, nth = os.environ["KILL_AT"].rsplit(":", 1)
+seen = [0]
+def hit():
+    seen[0] += 1
+    if seen[0] == int(nth):
+        os.kill(os.getpid(), signal.SIGKILL)
+if name == "step":
+    import gentool.train as training
+    step = training.train_step
+    def counted(*args, **kwargs):
+        hit()
+        return step(*args, **kwargs)
+    training.train_step = counted
+else:
+    replace = os.replace
+    def counted(src, dst):
+        if str(dst).endswith(name):
+            hit()
+        return replace(src, dst)
+    os.replace = counted
+"""
+# Where each run is killed, in turn: before its first checkpoint, mid-epoch, between the two files of
+# a checkpoint, while the metrics and a grid are written, and during the export.
+KILLS = ["model.safetensors:1", "step:5", "resume.pt:2", "metrics.jsonl:3", ".png:4", ".onnx:1"]
+
+
+def test_kill_9_at_chosen_moments_then_resume_is_exact(tmp_path):
+    """A short run killed with SIGKILL at each moment of KILLS, resumed each time: its final weights
+    are the uninterrupted run's, and no temporary file of a killed write is left."""
     import shutil
     import subprocess
     import sys
-    import time
 
     from conftest import _LAUNCH, ROOT
 
-    args = ["--data", "mnist", "--limit", "96", "--batch-size", "32", "--epochs", "30", "--device", "cpu"]
+    args = ["--data", "mnist", "--limit", "96", "--batch-size", "32", "--epochs", "8", "--device", "cpu"]
     model = ["vae", "--arch", "mlp", "--hidden", "32", "--latent-dim", "4"]
     gentool("train", *model, *args, "--out", tmp_path / "straight", "--no-export")
-    run, rng, kills = tmp_path / "killed", random.Random(0), 0
-    while True:
+    run = tmp_path / "killed"
+    for kill in [*KILLS, None]:
         resumable = (run / checkpoint.RESUME).is_file()
         if not resumable and run.exists():  # killed before its first checkpoint: start again
             shutil.rmtree(run)
         command = ["--resume", str(run), "--device", "cpu"] if resumable else [*model, *args, "--out", str(run)]
-        proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, "--with-torch", "train", *command], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 8:
-            time.sleep(rng.uniform(1.0, 3.5))
-            if proc.poll() is None:
-                proc.kill()
-                kills += 1
-        code = proc.wait()
-        if code == 0:
-            break
-        assert code == -9, proc.stderr.read().decode()
-    assert kills >= 4  # the run outlived most of the kills (it ends early on a much faster machine)
+        proc = subprocess.run([sys.executable, "-c", (_KILLER if kill else "") + _LAUNCH, "--with-torch", "train", *command], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "KILL_AT": kill or ""})
+        assert proc.returncode == (-9 if kill else 0), (kill, proc.stderr.decode()[-500:])
     assert_same_weights(tmp_path / "straight", run)
+    assert sorted(p.name for p in run.glob("*.onnx")) == ["decoder.onnx", "encoder.onnx"]
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
 
 
