@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,17 +76,14 @@ def split_features(network: Artifact, key: str, data_name: str, split: str, limi
     """The features of a real split (its first `limit` images, converted to the network's channels
     and size with a note when they differ), computed once and cached, keyed by the network's `key`,
     the data (its files' paths, sizes and modification times), the split and limit."""
-    from gentool import data, images
+    from gentool import data, inputs
 
     digest = hashlib.sha256(json.dumps([key, data.signature(data_name), split, limit]).encode())
     path = data.cache_dir() / "features" / f"{digest.hexdigest()[:24]}.npy"
     if path.is_file():
         return np.load(path)
     dataset = data.load(data_name, split, limit)
-    pixels, notes = images.conform(dataset.images, network.image_shape, dataset.name)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
-    found = features(network, pixels / np.float32(255))[0].astype(np.float32)
+    found = features(network, inputs.conformed(dataset, network.image_shape) / np.float32(255))[0].astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     with files.atomic_path(path) as tmp:
         np.save(tmp, found)
