@@ -23,19 +23,42 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ["GENTOOL_DATA_DIR"])
 
-# Runs the CLI in a fresh interpreter; with torch_free, `import torch` / `import onnx` fail there.
-_LAUNCH = """
+# What a torch-free install lacks.
+TORCH_SIDE = ("torch", "onnx", "onnxscript", "safetensors")
+
+# Runs the CLI in a fresh interpreter; with --torch-free, importing TORCH_SIDE fails there.
+_LAUNCH = f"""
 import sys
 if sys.argv[1] == "--torch-free":
     class _Block:
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "onnx", "onnxscript", "safetensors"):
-                raise ImportError(f"blocked: {name}")
+            if name.split(".")[0] in {TORCH_SIDE}:
+                raise ImportError(f"blocked: {{name}}")
     sys.meta_path.insert(0, _Block())
 from gentool.cli import main
 sys.argv = ["gentool"] + sys.argv[2:]
 main()
 """
+
+
+class _TorchFree:
+    """Within it, this process is as a torch-free install: the torch side and every gentool module
+    leave sys.modules (gentool's are imported afresh, so one that imports torch fails as it would
+    there) and importing the torch side fails; all is put back on the way out."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in TORCH_SIDE:
+            raise ImportError(f"blocked: {name}")
+
+    def __enter__(self):
+        self.hidden = {name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] in (*TORCH_SIDE, "gentool")}
+        sys.meta_path.insert(0, self)
+
+    def __exit__(self, *exc):
+        sys.meta_path.remove(self)
+        for name in [name for name in sys.modules if name.split(".")[0] == "gentool"]:
+            del sys.modules[name]
+        sys.modules.update(self.hidden)
 
 
 def psnr(a, b) -> float:
@@ -54,32 +77,46 @@ def png(data_bytes: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data_bytes)), np.float64) / 255
 
 
-def gentool(*args, torch_free=False, stdin=None, cwd=None, check=True, env=None):
-    """Run `gentool ARGS`; returns the CompletedProcess (stdout as bytes, stderr as text). `env`
-    changes the environment (a None value removes the variable)."""
-    flag = "--torch-free" if torch_free else "--with-torch"
+def gentool(*args, torch_free=False, fresh=False, stdin=None, cwd=None, check=True, env=None):
+    """Run `gentool ARGS`; returns a CompletedProcess (stdout as bytes, stderr as text). In this
+    process through `gentool.cli.main` (`torch_free`: as a torch-free install, where importing torch
+    fails), or with `fresh` in a new interpreter, where the process boundary is the point. `env`
+    changes the environment for the call (a None value removes the variable); `cwd` is the folder
+    it runs in."""
     environment = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, "-c", _LAUNCH, flag, *map(str, args)],
-        input=stdin, capture_output=True, cwd=cwd or ROOT, env={k: v for k, v in environment.items() if v is not None},
-    )
-    proc.stderr = proc.stderr.decode()
+    environment = {k: v for k, v in environment.items() if v is not None}
+    if fresh:
+        proc = subprocess.run(
+            [sys.executable, "-c", _LAUNCH, "--torch-free" if torch_free else "--with-torch", *map(str, args)],
+            input=stdin, capture_output=True, cwd=cwd or ROOT, env=environment,
+        )
+        proc.stderr = proc.stderr.decode()
+    elif torch_free:
+        with _TorchFree():
+            proc = in_process(*args, stdin=stdin or b"", cwd=cwd, env=environment)
+    else:
+        proc = in_process(*args, stdin=stdin or b"", cwd=cwd, env=environment)
     if check and proc.returncode != 0:
         raise AssertionError(f"gentool {' '.join(map(str, args))} exited {proc.returncode}: {proc.stderr}")
     return proc
 
 
-def in_process(*args, stdin: bytes = b""):
-    """Run `gentool ARGS` in this process, through `gentool.cli.main` (where the process boundary is
-    not the point: usage errors, plug-ins registered by a test); returns a CompletedProcess like
-    `gentool` (stdout as bytes, stderr as text)."""
+def in_process(*args, stdin: bytes = b"", cwd=None, env: dict | None = None):
+    """Run `gentool ARGS` in this process, through `gentool.cli.main`, in folder `cwd` with the
+    environment `env` (both restored after); returns a CompletedProcess like `gentool`."""
     import io
+    import signal
 
     from gentool.cli import main
 
     out, err = io.TextIOWrapper(io.BytesIO(), write_through=True), io.StringIO()
     saved = sys.argv, sys.stdin, sys.stdout, sys.stderr
+    saved_env, saved_cwd, saved_term = dict(os.environ), os.getcwd(), signal.getsignal(signal.SIGTERM)
     sys.argv, sys.stdin, sys.stdout, sys.stderr = ["gentool", *map(str, args)], io.TextIOWrapper(io.BytesIO(stdin)), out, err
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    os.chdir(cwd or ROOT)
     try:
         main()
         code = 0
@@ -87,6 +124,10 @@ def in_process(*args, stdin: bytes = b""):
         code = e.code or 0
     finally:
         sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        signal.signal(signal.SIGTERM, saved_term)
     return subprocess.CompletedProcess(args, code, out.buffer.getvalue(), err.getvalue())
 
 

@@ -133,9 +133,10 @@ def test_sigterm_leaves_no_temporary_file(tmp_path):
     """gentool's SIGTERM handler unwinds like an error, so an atomic write in progress is removed."""
     import signal
 
-    from gentool.cli import _terminated
+    from gentool.progress import unwind_on_sigterm
 
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    previous = signal.getsignal(signal.SIGTERM)
+    unwind_on_sigterm()
     try:
         with pytest.raises(SystemExit) as stop:
             with files.atomic_path(tmp_path / "out.png") as tmp:

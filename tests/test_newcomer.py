@@ -14,12 +14,12 @@ from gentool import __version__, cli, progress, zoo
 
 
 def test_version_help_completion_and_bare_gentool():
-    assert gentool("--version", torch_free=True).stdout.decode().strip() == f"gentool {__version__}"
+    assert gentool("--version", torch_free=True, fresh=True).stdout.decode().strip() == f"gentool {__version__}"
     assert b"Usage" in gentool("-h", torch_free=True).stdout and b"--seed" in gentool("sample", "-h", torch_free=True).stdout
     assert b"--install-completion" in gentool("--help", torch_free=True).stdout
     words = {"_GENTOOL_COMPLETE": "complete_bash", "COMP_CWORD": "2"}
-    assert gentool(env={**words, "COMP_WORDS": "gentool train wg"}, torch_free=True).stdout.split() == [b"wgan-gp"]
-    assert gentool(env={**words, "COMP_WORDS": "gentool sa", "COMP_CWORD": "1"}, torch_free=True).stdout.split() == [b"sample"]
+    assert gentool(env={**words, "COMP_WORDS": "gentool train wg"}, torch_free=True, fresh=True).stdout.split() == [b"wgan-gp"]
+    assert gentool(env={**words, "COMP_WORDS": "gentool sa", "COMP_CWORD": "1"}, torch_free=True, fresh=True).stdout.split() == [b"sample"]
     bare = gentool(torch_free=True, check=False)
     assert bare.returncode == 2 and b"Commands" in bare.stdout and "error" not in bare.stderr
 

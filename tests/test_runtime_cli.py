@@ -104,11 +104,11 @@ def test_export_dir_single_onnx_and_bare_name(runs, digits, tmp_path):
 
 def test_training_verbs_without_torch_say_how_to_install(runs):
     for args in (["train", "vae", "--data", "mnist"], ["evaluate", runs["vae"]], ["export", runs["vae"], "--onnx"]):
-        proc = gentool(*args, torch_free=True, check=False)
+        proc = gentool(*args, torch_free=True, fresh=True, check=False)
         assert proc.returncode == 2
         assert "needs PyTorch: pip install 'gentool[train]'" in proc.stderr
 
 
 def test_help_works_without_torch():
-    proc = gentool("--help", torch_free=True)
+    proc = gentool("--help", torch_free=True, fresh=True)
     assert b"sample" in proc.stdout and b"train" in proc.stdout
