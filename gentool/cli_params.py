@@ -48,6 +48,14 @@ class CodeFormat(str, Enum):
     npy = "npy"
 
 
+def show_version(asked: bool) -> None:
+    if asked:
+        from gentool import __version__
+
+        print(f"gentool {__version__}")
+        raise typer.Exit()
+
+
 def family_names(incomplete: str) -> list[str]:
     """Shell completion of a model family's name."""
     from gentool import zoo
@@ -62,6 +70,18 @@ def needs_torch(verb: str) -> None:
         raise UsageError(f"'gentool {verb}' needs PyTorch: pip install 'gentool[train]'") from None
 
 
+def train_help(ctx, model: str | None) -> None:
+    """`gentool train [MODEL] --help`: the command's help, then the family's own options."""
+    text = ctx.get_help()  # Typer's Rich help prints itself and returns ''
+    if text:
+        print(text)
+    if model:
+        from gentool import zoo
+
+        print(zoo.describe(model))
+    raise typer.Exit()
+
+
 def open_artifact(spec: str, device: Device, verb: str, options: dict | None = None):
     """The artifact and the function that computes `verb` for its roles, with the verb's own
     `options` (else a usage error)."""
@@ -72,25 +92,23 @@ def open_artifact(spec: str, device: Device, verb: str, options: dict | None = N
     return art, verbs.find(art, verb, options=options)
 
 
-class SamplerOptions:
-    """A verb's command with the options the runtime's sampler modules declare for the verb added
-    to its signature (typed, with their help and the roles that take them, in their own help
-    panel) and gathered into one `options` dict of those given. Typer reads the signature when it
-    builds the command line, so a sampler registered before then has its options there too."""
+class DeclaredOptions:
+    """A verb's command with declared options added to its signature (typed, with their help and
+    whose they are, in their own help panel) and gathered into one `options` dict of those given
+    (a flag only when set). `declared()` gives {name: (Option, whose)}. Typer reads the signature
+    when it builds the command line, so an option registered before then is there too."""
 
-    def __init__(self, verb: str, command):
+    def __init__(self, command, declared, panel: str):
         functools.update_wrapper(self, command, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
-        self.verb, self.command = verb, command
+        self.command, self.declared, self.panel = command, declared, panel
 
     def _parameters(self):
-        from gentool.runtime import verbs
-
-        declared = verbs.options(self.verb)
+        declared = self.declared()
         signature = inspect.signature(self.command, eval_str=True)
         kept = [p for p in signature.parameters.values() if p.name != "options"]
         extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-            Optional[option.type], typer.Option(option.flag, help=option_help(option, roles), rich_help_panel="Sampler options")])
-            for name, (option, roles) in declared.items()]
+            Optional[option.type], typer.Option(option.flag, help=option_help(option, whose), rich_help_panel=self.panel)])
+            for name, (option, whose) in declared.items()]
         return signature, kept + extra, declared
 
     @property
@@ -104,17 +122,33 @@ class SamplerOptions:
 
     def __call__(self, **given):
         declared = self._parameters()[2]
-        options = {name: value for name in declared if (value := given.pop(name, None)) is not None}
+        options = {name: value for name in declared if (value := given.pop(name, None)) is not None and value is not False}
         return self.command(**given, options=options)
 
 
-def option_help(option, roles: list[str]) -> str:
-    default = "" if option.default is None else f"; default {option.default}"
-    return f"{option.help} (models with {' or '.join(roles)}{default})"
+def option_help(option, whose: str) -> str:
+    default = "" if option.default in (None, False) else f"; default {option.default}"
+    return f"{option.help} ({whose}{default})"
 
 
 def sampler_options(verb: str):
-    return lambda command: SamplerOptions(verb, command)
+    """The options the runtime's sampler modules declare for `verb`."""
+    def declared():
+        from gentool.runtime import verbs
+
+        return {name: (option, "models with " + " or ".join(roles)) for name, (option, roles) in verbs.options(verb).items()}
+
+    return lambda command: DeclaredOptions(command, declared, "Sampler options")
+
+
+def model_options(command):
+    """The `evaluate` options the model families declare."""
+    def declared():
+        from gentool import zoo
+
+        return {name: (option, " or ".join(families) + " models") for name, (option, families) in zoo.evaluation_options().items()}
+
+    return DeclaredOptions(command, declared, "Model options")
 
 
 def provenance(art, **extra) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 The figures come from the family's hooks (`zoo/base.py`): `metrics(x, y, settings)` gives
 per-example values, averaged over the split (a family may give fewer values than the batch, e.g.
-`cae` measures its Jacobian on an evenly spaced subset only); (N, D) values are collected whole and
+a figure taken on an evenly spaced subset only); (N, D) values are collected whole and
 handed to `summary`, which adds split-level figures (the settings of both hold the split's size
 `n`). The shared reconstruction metrics (`mse`, `bce`, `psnr_db`, `ssim`) are
 `gentool.metrics.reconstruction`. Runs trained with `--binarize` are
@@ -26,14 +26,17 @@ BATCH = 250
 
 
 def settings_for(model, given: dict) -> dict:
-    """The family's evaluation options with the given values; one it does not read is a usage error."""
+    """The family's evaluation options (defaults, then the `given` values, each checked); one it
+    does not read is a usage error naming the families that do."""
     from gentool import zoo
 
+    own = {option.name: option for option in model.evaluation_options}
     for key, value in given.items():
-        if value is not None and key not in model.evaluation_options:
-            readers = sorted(name for name, cls in zoo.families().items() if key in cls.evaluation_options)
+        if key not in own:
+            readers = zoo.evaluation_options()[key][1]
             raise UsageError(f"--{key.replace('_', '-')} is for {', '.join(readers)} models, not '{model.name}'")
-    return {**model.evaluation_options, **{k: v for k, v in given.items() if v is not None}}
+        own[key].check(value)
+    return {**{name: option.default for name, option in own.items()}, **given}
 
 
 @torch.no_grad()
@@ -67,13 +70,9 @@ def evaluate(path: Path, data: str | None = None, split: str = "test", device: s
              seed: int = 0, anomaly: bool = False, probe: int | None = None, plot: str | None = None, **options) -> dict:
     """`model`, `data`, `split`, `n` and the metrics, or with `anomaly` / `probe` the one-class or
     probe figures alone (`plot`: where the ROC curve of `anomaly` goes). `options` are the
-    families' evaluation options (iw_samples, noise_level)."""
-    if options.get("iw_samples") is not None and options["iw_samples"] < 0:
-        raise UsageError(f"--iw-samples must be 0 or more, got {options['iw_samples']}")
+    given values of the family's own evaluation options."""
     if limit is not None:
         check_count("--limit", limit)
-    if options.get("noise_level") is not None and not 0 <= options["noise_level"] <= 1:
-        raise UsageError(f"--noise-level must be in [0, 1], got {options['noise_level']}")
     if plot and not anomaly:
         raise UsageError("--plot draws the ROC curve of --anomaly or the curves of several --truncation values; for training curves use `gentool plot RUN`")
     if plot:

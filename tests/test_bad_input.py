@@ -39,6 +39,9 @@ def assert_usage_error(proc, message):
         (["sample", "{runs}"], "no .onnx graphs"),
         (["sample", "{weights}"], "is not an .onnx file"),
         (["bogus"], "No such command 'bogus'"),
+        (["evaluate", "{vae}", "--iw-samples", "-1"], "--iw-samples must be 0 or more, got -1"),
+        (["evaluate", "{ae}", "--noise-level", "0.1"], "--noise-level is for dae models, not 'ae'"),
+        (["evaluate", "{vae}", "--samples", "10", "--full"], "drop the model options"),
     ],
 )
 def test_inference_usage_errors(runs, digits, tmp_path, args, message):
@@ -49,6 +52,12 @@ def test_inference_usage_errors(runs, digits, tmp_path, args, message):
               "notimage": tmp_path / "notimage.png", "empty": tmp_path / "empty.png", "codes3": tmp_path / "codes3.csv",
               "weights": runs["vae"] / "model.safetensors"}
     assert_usage_error(in_process(*[a.format(**places) for a in args]), message)
+
+
+def test_evaluate_lists_the_options_each_family_declares():
+    shown = " ".join(in_process("evaluate", "--help").stdout.decode().replace("│", " ").split())
+    assert "Model options" in shown and "--iw-samples" in shown and "(vae models; default 100)" in shown
+    assert "(dae models)" in shown and "(cae or vae models)" in shown
 
 
 def test_empty_stdin(runs):

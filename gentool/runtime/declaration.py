@@ -63,10 +63,18 @@ class Option:
     type: type
     default: object
     help: str
+    valid: Callable | None = None  # value -> whether it is allowed, when not every value of `type` is
+    expects: str = ""  # what `valid` allows, for the error: "--flag must be {expects}"
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    def check(self, value) -> None:
+        if self.valid is not None and not self.valid(value):
+            from gentool.errors import UsageError
+
+            raise UsageError(f"{self.flag} must be {self.expects}, got {value}")
 
 
 @dataclass(frozen=True)

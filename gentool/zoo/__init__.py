@@ -50,8 +50,9 @@ def entry(cls) -> dict:
     options = {key.replace("_", "-"): {"type": kind(default), "default": default,
                                         **({"choices": list(cls.choices[key])} if key in cls.choices else {})}
                for key, default in cls.defaults.items()}
+    evaluation_options = {o.name: {"type": o.type.__name__, "default": o.default, "help": o.help} for o in cls.evaluation_options}
     return {"summary": cls.__doc__.strip().splitlines()[0], "options": options, "train_defaults": dict(cls.train_defaults),
-            "evaluation": cls.evaluation}
+            "evaluation": cls.evaluation, "evaluation_options": evaluation_options}
 
 
 def write_catalog() -> None:
@@ -71,6 +72,24 @@ def catalog_entry(name: str) -> dict:
     if name not in known:
         raise UsageError(f"unknown model '{name}': choose one of {', '.join(known)}")
     return known[name]
+
+
+def evaluation_options() -> dict:
+    """Every family's `evaluate` options by name, from the catalog (torch-free): (Option, the
+    families that read it); the help of one several families read says what it does for each."""
+    from gentool.runtime.declaration import Option
+
+    declared: dict[str, dict[str, dict]] = {}
+    for family, described in catalog().items():
+        for name, option in described["evaluation_options"].items():
+            declared.setdefault(name, {})[family] = option
+    found = {}
+    for name, by_family in declared.items():
+        first = next(iter(by_family.values()))
+        helps = [first["help"]] if len(by_family) == 1 else [f"{family}: {o['help']}" for family, o in by_family.items()]
+        option = Option(name, {"int": int, "float": float, "bool": bool}[first["type"]], first["default"], " ".join(helps))
+        found[name] = (option, list(by_family))
+    return found
 
 
 def describe(name: str) -> str:

@@ -27,8 +27,9 @@ Hooks with defaults that fit most families:
   the split; (N, D) vectors are collected for `summary`), and `summary(means, vectors, settings)`
   for split-level figures. Both get the split's size `n` and each batch's `offset` in the settings.
   A family without metrics (a GAN) sets `evaluation = "samples"`: `evaluate` then reports the
-  quality of its samples. `evaluation_options` names the `evaluate` options a family reads (with defaults); giving one to a
-  family that does not read it is a usage error. A figure too slow for a whole split is taken on
+  quality of its samples. `evaluation_options` declares the `evaluate` options a family reads
+  (`runtime.declaration.Option`s: the CLI's "Model options"); giving one to a family that does not
+  read it is a usage error. A figure too slow for a whole split is taken on
   `evenly_spaced` images unless `full` is set.
 """
 
@@ -88,7 +89,7 @@ class GenerativeModel(nn.Module):
     choices: dict = {}
     train_defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "lr_schedule": "constant"}
     evaluation = "metrics"  # what `evaluate` reports: `metrics` on a split, or the quality of `samples`
-    evaluation_options: dict = {}  # `evaluate` options the family reads, with their defaults
+    evaluation_options: tuple = ()  # the `evaluate` options the family reads (runtime.declaration.Option)
     preview_samples = 64  # samples in the per-epoch grid
     quick_fid_samples = 1_000  # samples (and test images) of the per-epoch quick FID
     shown_losses: dict = {}  # loss keys shown beside the epoch's losses, with the label they go by

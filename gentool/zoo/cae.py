@@ -15,6 +15,7 @@ import torch
 
 from gentool import noise
 from gentool.errors import UsageError
+from gentool.runtime.declaration import Option
 from gentool.zoo import register
 from gentool.zoo.ae import SigmoidCodeAE
 from gentool.zoo.base import evenly_spaced, subset_size
@@ -35,7 +36,7 @@ class CAE(SigmoidCodeAE):
 
     name = "cae"
     defaults = {**SigmoidCodeAE.defaults, "contraction_weight": 0.1, "projections": 4}
-    evaluation_options = {"full": False}
+    evaluation_options = (Option("full", bool, False, "jacobian_fro on the whole split (default: 250 evenly spaced images)."),)
 
     def __init__(self, image_shape, hparams, num_classes=None):
         super().__init__(image_shape, hparams, num_classes)

@@ -25,6 +25,7 @@ from gentool import metrics
 from gentool.noise import rand_like, randn_like
 from gentool.errors import UsageError
 from gentool.runtime import image_to_image
+from gentool.runtime.declaration import Option
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
 from gentool.zoo.blocks import SIZE_MULTIPLE, UNet, check_sides, check_width, conv_relu, neg_psnr
@@ -99,7 +100,7 @@ class DAE(GenerativeModel):
     defaults = {"noise": "gaussian", "noise_level": 0.5, "blind": True, "estimate_level": True, "width": 8, "depth": 0}
     choices = {"noise": ("gaussian", "mask", "salt-pepper")}
     train_defaults = {**GenerativeModel.train_defaults, "lr_schedule": "cosine"}
-    evaluation_options = {"noise_level": None}  # None: the model's own
+    evaluation_options = (Option("noise_level", float, None, "Corrupt the split at this level (default: the model's).", lambda v: 0 <= v <= 1, "in [0, 1]"),)
 
     def __init__(self, image_shape, hparams, num_classes=None):
         super().__init__(image_shape, hparams, num_classes)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from gentool import noise
+from gentool.runtime.declaration import Option
 from gentool.zoo import register
 from gentool.zoo.ae import AE, reconstruction_nll
 from gentool.zoo.base import Graph, evenly_spaced, subset_size
@@ -49,7 +50,10 @@ class VAE(AE):
     name = "vae"
     defaults = {"arch": "conv", "latent_dim": 20, "hidden": 400, "likelihood": "bernoulli", "beta": 1.0}
     choices = {"arch": ("conv", "mlp"), "likelihood": ("bernoulli", "gaussian")}
-    evaluation_options = {"iw_samples": 100, "full": False}
+    evaluation_options = (
+        Option("iw_samples", int, 100, "Importance samples K for iw_nll_nats (0 skips it).", lambda k: k >= 0, "0 or more"),
+        Option("full", bool, False, "iw_nll_nats on the whole split (default: 1,000 evenly spaced images, reported as iw_images)."),
+    )
 
     def __init__(self, image_shape, hparams, num_classes=None):
         super().__init__(image_shape, hparams, num_classes)
