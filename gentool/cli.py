@@ -8,7 +8,6 @@ for usage and input errors, 1 for failures while running (`--debug` shows the tr
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -17,7 +16,7 @@ import typer
 
 from gentool import cli_params as parts, console, inputs
 from gentool.cli_params import MAX_IMAGES, MAX_SIDE, MAX_STEPS, ArtifactArg, CodeFormat, Device, DeviceOpt, LabelOpt, OutOpt, SeedOpt
-from gentool.errors import GentoolError, UsageError, check_count
+from gentool.errors import UsageError, check_count, exit_code
 
 app = typer.Typer(
     name="gentool",
@@ -29,18 +28,10 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
-def _show_version(asked: bool) -> None:
-    if asked:
-        from gentool import __version__
-
-        print(f"gentool {__version__}")
-        raise typer.Exit()
-
-
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=parts.show_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     _state["debug"] = debug
 
@@ -70,15 +61,7 @@ def train(
 
     Model options follow, e.g. --beta 4 (`gentool train MODEL --help` lists them)."""
     if show_help:
-        text = ctx.get_help()  # Typer's Rich help prints itself and returns ''
-        if text:
-            print(text)
-        if model:
-            parts.needs_torch("train")
-            from gentool import zoo
-
-            print(zoo.describe(model))
-        raise typer.Exit()
+        parts.train_help(ctx, model)
     parts.needs_torch("train")
     from gentool import train as training
     from gentool.data import parse_size
@@ -100,10 +83,7 @@ def models(
     from gentool import zoo
 
     names = [name] if name else list(zoo.catalog())
-    if as_json:
-        console.out(json.dumps({n: zoo.catalog_entry(n) for n in names}, indent=1))
-    else:
-        console.out("\n\n".join(zoo.describe(n) for n in names))
+    console.out(json.dumps({n: zoo.catalog_entry(n) for n in names}, indent=1) if as_json else "\n\n".join(map(zoo.describe, names)))
 
 
 @app.command("runs")
@@ -136,14 +116,12 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on
 
 
 @app.command()
+@parts.model_options
 def evaluate(
     run: Annotated[str, typer.Argument(help="A run directory, a .safetensors checkpoint or a model name (its newest run); with --samples (or for an export) any generator artifact.")],
     data: Annotated[Optional[str], typer.Option(help="Evaluate on other data (default: the run's).")] = None,
     split: Annotated[str, typer.Option(help="train or test.")] = "test",
-    iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples K for iw_nll_nats (default 100; 0 skips it).")] = None,
-    full: Annotated[bool, typer.Option("--full", help="The slow figures on the whole split: a vae's iw_nll_nats (default: 1,000 evenly spaced images, reported as iw_images), a cae's jacobian_fro (250).")] = False,
     limit: Annotated[Optional[int], typer.Option(help="Use the first N examples only.")] = None,
-    noise_level: Annotated[Optional[float], typer.Option(help="dae: corrupt the split at this level (default: the model's).")] = None,
     anomaly: Annotated[bool, typer.Option("--anomaly", help="One-class protocol: AUROC of `score` on the split, the run's --classes being normal.")] = False,
     plot: Annotated[Optional[str], typer.Option(metavar="FILE", help="Draw into this .png, .svg or .pdf (needs gentool[plot]): the ROC curve of --anomaly, or the quality curves of several --truncation values.")] = None,
     probe: Annotated[Optional[int], typer.Option(metavar="N", help="Logistic-regression probe on the codes of N labelled training images per class, and k-means NMI; both also on pixels.")] = None,
@@ -153,38 +131,27 @@ def evaluate(
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    options: dict | None = None,
 ) -> None:
-    """Metrics of a trained model on a data split, or (--samples, an export, a GAN) the quality of its samples.
+    """Metrics of a trained model on a data split, or the quality of its samples.
 
-    The table goes to stdout (`--json`: one object); what it is computing, to stderr."""
+    Sample quality with --samples or --truncation, for an export, and for a family whose
+    evaluation it is. The table goes to stdout (`--json`: one object); what it is computing, to
+    stderr. The model options follow: each applies to the families its help names."""
     from gentool import runs
 
     path = runs.resolve(run, "model.safetensors", "a checkpoint")
-    if samples is not None or truncation is not None or not (path.suffix == ".safetensors" or (path / "model.safetensors").is_file()) or runs.evaluates_samples(path):
-        if iw_samples is not None or full or noise_level is not None or anomaly or probe is not None or limit is not None or split != "test":
-            raise UsageError("--samples reports sample quality on the test split alone: drop --iw-samples, --full, --noise-level, --anomaly, --probe, --limit and --split")
-        from gentool import plots
-        from gentool.runtime import latent, quality
+    if samples is not None or truncation is not None or runs.evaluates_samples(path):
+        if options or anomaly or probe is not None or limit is not None or split != "test":
+            raise UsageError("--samples reports sample quality on the test split alone: drop the model options, --anomaly, --probe, --limit and --split")
+        from gentool.runtime import quality
 
-        settings = latent.truncation_settings(truncation)
-        if plot:
-            if len(settings) < 2:
-                raise UsageError("--plot draws sample quality against truncation: give several --truncation values (e.g. 0.5,1,1.5,2,none)")
-            plots.check_target(plot)
-        artifact = str(path.parent if path.suffix == ".safetensors" else path)  # the graphs beside a checkpoint
-        rows, heading = quality.sample_quality(artifact, device.value, data, samples, features, settings, seed)
-        if len(rows) == 1:
-            console.report(rows[0], heading, as_json)
-            return
-        if plot:
-            plots.quality_curves(plot, rows, heading)
-        console.report_rows(rows, heading, as_json, "truncation")
-        return
+        rows, heading = quality.samples_report(path, device.value, data, samples, features, truncation, seed, plot)
+        return console.report_rows(rows, heading, as_json, "truncation")
     parts.needs_torch("evaluate")
     from gentool.evaluate import evaluate as run_evaluation
 
-    result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe, plot,
-                            iw_samples=iw_samples, noise_level=noise_level, full=full or None)
+    result = run_evaluation(path, data, split, device.value, limit, seed, anomaly, probe, plot, **options)
     console.report(result, f"{result['model']} on {result['data']} ({result['split']}, n={result['n']})", as_json, ("model", "data", "split", "n"))
 
 
@@ -216,16 +183,9 @@ def export(
 ) -> None:
     """(Re-)export a trained model's graphs, one .onnx per role, with a parity check (--onnx is optional)."""
     parts.needs_torch("export")
-    from gentool import checkpoint, runs
-    from gentool.export import OPSET, export as run_export
+    from gentool.export import export_run
 
-    path = runs.resolve(run, checkpoint.WEIGHTS, "a checkpoint")
-    model, meta = checkpoint.load(path)
-    target = out or (path if path.is_dir() else path.parent)
-    differences = run_export(model, meta, target, opset or OPSET)
-    for role, diff in differences.items():
-        console.err(f"{role}: {target / (role + '.onnx')}  max |torch - onnxruntime| = {diff:.1e}")
-    console.out(str(target))
+    console.out(str(export_run(run, out, opset)))
 
 
 @app.command("plot")
@@ -240,20 +200,10 @@ def plot_figure(
     """Draw a run's training curves (results.png), or a scatter of its test codes (--latent).
 
     Training writes results.png itself when matplotlib is installed (pip install 'gentool[plot]')."""
-    from gentool import plots, runs
-
-    if out is not None:
-        plots.check_target(out)
-    path = runs.resolve(run, "encoder.onnx" if latent else "metrics.jsonl", "an encoder" if latent else "training metrics")
-    if latent:
-        target = plots.latent_figure(path, device.value, data, limit, out)
-    elif limit is not None or data is not None:
-        raise UsageError("--limit and --data go with --latent")
-    else:
-        target = out or str(path / "results.png")
-        plots.training_curves(path, target)
+    from gentool import plots
     from gentool.files import STDOUT_PATHS
 
+    target = plots.figure(run, latent, device.value, data, limit, out)
     if target not in STDOUT_PATHS:  # else the PNG itself went to stdout
         console.out(target)
 
@@ -337,8 +287,6 @@ def interpolate(
 
     check_count("--steps", steps, MAX_STEPS, least=2)
     art, run = parts.open_artifact(artifact, device, "interpolate")
-    if ends and seeds is not None:
-        raise UsageError("give two images or --seeds, not both")
     start, end = latent.end_codes(art, inputs.batch(art, ends) if ends else None, None if seeds is None else list(parts.int_pair("--seeds", seeds)))
     parts.write_images(art, run(art, start, end, steps, slerp, parts.labels(art, label, steps)), out, nrow=steps)
 
@@ -371,7 +319,7 @@ def arithmetic(
 def manifold(
     artifact: ArtifactArg,
     size: Annotated[int, typer.Option(help="Grid side (size x size images).")] = 20,
-    dims: Annotated[Optional[str], typer.Option(help="The two latent dimensions to sweep, 'I,J' (default: a VAE's two most active, else 0,1).")] = None,
+    dims: Annotated[Optional[str], typer.Option(help="The two latent dimensions to sweep, 'I,J' (default: the two most active where the model records it, else 0,1).")] = None,
     out: OutOpt = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
@@ -396,20 +344,16 @@ def score(
     device: DeviceOpt = Device.auto,
     options: dict | None = None,
 ) -> None:
-    """Anomaly score per image, higher = more anomalous: -ELBO in nats (Bernoulli VAE), else reconstruction MSE."""
+    """Anomaly score per image, higher = more anomalous, and its kind (e.g. -ELBO in nats, reconstruction MSE)."""
     art, run = parts.open_artifact(artifact, device, "score", options)
-    scores, kind = run(art, inputs.batch(art, paths), seed)
-    console.out("\n".join(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"
-                   for name, value in zip(paths, scores)))
-    if not as_json:
-        console.err(f"scores: {kind} (higher is more anomalous)")
+    console.scores(paths, *run(art, inputs.batch(art, paths), seed), as_json)
 
 
 @app.command()
 def denoise(
     image: Annotated[str, typer.Argument(metavar="IN", help="A PNG/JPEG image of any size (a path, or '-' for stdin).")],
     out: OutOpt = None,
-    model: Annotated[Optional[str], typer.Option(help="A dae artifact: run or export directory, .onnx, or model name (default: the bundled denoiser).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="A denoiser artifact: run or export directory, .onnx, or model name (default: the bundled denoiser).")] = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Remove noise from an image of any size.
@@ -427,7 +371,7 @@ def upscale(
     image: Annotated[str, typer.Argument(metavar="IN", help="A PNG/JPEG image of any size (a path, or '-' for stdin).")],
     factor: Annotated[Optional[int], typer.Option(help="Scale factor (default: the model's own; the bundled model does 2).")] = None,
     out: OutOpt = None,
-    model: Annotated[Optional[str], typer.Option(help="An sr artifact: run or export directory, .onnx, or model name (default: the bundled upscaler).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="An upscaler artifact: run or export directory, .onnx, or model name (default: the bundled upscaler).")] = None,
     device: DeviceOpt = Device.auto,
 ) -> None:
     """Enlarge an image of any size with a super-resolution model.
@@ -436,44 +380,22 @@ def upscale(
     image."""
     from gentool.runtime import image_to_image
 
-    if factor is not None and factor < 2:
-        raise UsageError(f"--factor must be at least 2, got {factor}")
+    check_count("--factor", factor or 2, least=2)
     art, run = parts.open_artifact(model or str(image_to_image.bundled_upscaler(factor or 2)), device, "upscale")
     parts.write_images(art, run(art, inputs.any_size(art, image), factor)[None], out)
 
 
-def _terminated(signum, frame):
-    """SIGTERM unwinds like an error, so that temporary files are removed on the way out."""
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     from gentool.files import guard_standard_streams, pin_directories
+    from gentool.progress import unwind_on_sigterm
 
     guard_standard_streams()
     pin_directories()
-    signal.signal(signal.SIGTERM, _terminated)
+    unwind_on_sigterm()
     try:
         code = app(standalone_mode=False)
-    except typer.Exit as e:  # raised by --help and friends in non-standalone mode
-        code = e.exit_code
-    except typer.Abort:
-        console.err("gentool: aborted")
-        code = 130
-    except GentoolError as e:
-        if _state["debug"]:
+    except Exception as e:
+        if _state["debug"] and not isinstance(e, (typer.Exit, typer.Abort)):
             raise
-        console.err(f"gentool: error: {e}")
-        code = e.exit_code
-    except Exception as e:  # click's usage errors and anything unexpected
-        usage = getattr(e, "exit_code", None) == 2 and hasattr(e, "format_message")
-        if _state["debug"]:
-            raise
-        if usage:
-            if e.format_message():  # bare `gentool` prints its help and has nothing to add
-                console.err(f"gentool: error: {e.format_message()}")
-            code = 2
-        else:
-            console.err(f"gentool: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
-            code = 1
+        code = exit_code(e)
     sys.exit(code or 0)

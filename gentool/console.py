@@ -57,9 +57,19 @@ def report(result: dict, heading: str, as_json: bool, in_heading: tuple[str, ...
 
 def report_rows(rows: list[dict], heading: str, as_json: bool, varied: str) -> None:
     """Several results that differ in the setting `varied`: JSON lines, or one table row each with
-    the setting first and the float figures after it."""
+    the setting first and the float figures after it; one result as `report` shows it."""
+    if len(rows) == 1:
+        return report(rows[0], heading, as_json)
     if as_json:
         out("\n".join(json.dumps(row) for row in rows))
         return
     shown = [k for k, v in rows[0].items() if isinstance(v, float) and k != varied]
     table(heading, [varied, *shown], [[str(row.get(varied) or "none"), *(f"{row[k]:.4f}" for k in shown)] for row in rows])
+
+
+def scores(names: list[str], values, kind: str, as_json: bool) -> None:
+    """`score`'s result: JSON lines {"input", "score", "kind"}, or `NAME  SCORE` lines with the kind on stderr."""
+    out("\n".join(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"
+                  for name, value in zip(names, values)))
+    if not as_json:
+        err(f"scores: {kind} (higher is more anomalous)")

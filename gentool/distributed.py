@@ -39,7 +39,7 @@ class World:
         """Each network in DistributedDataParallel, its BatchNorms taking the statistics of the
         global batch (`WorldBatchNorm`). Buffers are not broadcast at every forward: every process
         then computes the same running statistics, and `after_epoch` runs on the same data in every
-        process (a GAN's two forwards before one backward would otherwise clobber them)."""
+        process (a two-player model's two forwards before one backward would otherwise clobber them)."""
         if self.size == 1:
             return nets
         import inspect

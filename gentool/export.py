@@ -129,3 +129,16 @@ def export(model, meta: dict, out_dir: Path, opset: int = OPSET) -> dict[str, fl
         for role, proto in protos.items():
             stack.enter_context(atomic_path(out_dir / f"{role}.onnx")).write_bytes(proto.SerializeToString())
     return differences
+
+
+def export_run(spec: str, out: Path | None = None, opset: int | None = None) -> Path:
+    """`gentool export RUN`: the graphs of a run (or checkpoint, or a model name's newest run) into
+    `out` (default: beside the checkpoint), each parity difference noted on stderr; returns `out`."""
+    from gentool import checkpoint, console, runs
+
+    path = runs.resolve(spec, checkpoint.WEIGHTS, "a checkpoint")
+    model, meta = checkpoint.load(path)
+    target = out or (path if path.is_dir() else path.parent)
+    for role, diff in export(model, meta, target, opset or OPSET).items():
+        console.err(f"{role}: {target / (role + '.onnx')}  max |torch - onnxruntime| = {diff:.1e}")
+    return target

@@ -182,3 +182,20 @@ def latent_figure(path: Path, device: str, data_spec: str | None, limit: int | N
     target = out or str((path if path.is_dir() else path.parent) / "latent.png")
     latent_scatter(target, codes, split.labels, split.classes, f"{graphs.model} codes of {split.name} test ({len(split)} images)")
     return target
+
+
+def figure(run: str, latent: bool, device: str, data_spec: str | None, limit: int | None, out: str | None) -> str:
+    """`gentool plot RUN [--latent]`: the run's training curves, or (`latent`) the scatter of its
+    test codes, into `out` (checked first; default beside the run); returns where it went."""
+    from gentool import runs
+
+    if out is not None:
+        check_target(out)
+    path = runs.resolve(run, "encoder.onnx" if latent else "metrics.jsonl", "an encoder" if latent else "training metrics")
+    if latent:
+        return latent_figure(path, device, data_spec, limit, out)
+    if limit is not None or data_spec is not None:
+        raise UsageError("--limit and --data go with --latent")
+    target = out or str(path / "results.png")
+    training_curves(path, target)
+    return target

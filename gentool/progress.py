@@ -124,6 +124,15 @@ def _logged_stage(description: str):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like an error, so that temporary files are removed on the way out."""
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 @contextlib.contextmanager
 def deferred_interrupt():
     """Turn the first Ctrl-C or SIGTERM (what kill, systemd, Docker and job schedulers send) into

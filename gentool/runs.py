@@ -172,9 +172,13 @@ def cells(row: dict) -> list[str]:
 
 
 def evaluates_samples(path: Path) -> bool:
-    """A checkpoint (or run directory) of a family whose evaluation is the quality of its samples
-    (a GAN's), read from the torch-free catalog, so that nothing is loaded twice."""
+    """Whether `evaluate` reports the quality of samples for `path`: an export (no checkpoint), or
+    the checkpoint (or run directory) of a family whose evaluation is that, read from the
+    torch-free catalog, so that nothing is loaded twice."""
     from gentool import zoo
 
-    meta = checkpoint_meta(path if path.suffix == ".safetensors" else path / "model.safetensors") or {}
+    weights = path if path.suffix == ".safetensors" else path / "model.safetensors"
+    if not weights.is_file():
+        return True
+    meta = checkpoint_meta(weights) or {}
     return zoo.catalog().get(meta.get("model"), {}).get("evaluation") == "samples"

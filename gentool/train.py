@@ -28,7 +28,7 @@ from gentool.progress import Reporter, deferred_interrupt
 PREVIEW_IMAGES = 32  # test images shown in the per-epoch reconstruction grids
 PRIOR_IMAGES = 10_000  # training images handed to `after_epoch` (the AE fits its prior on their codes)
 # the running sums of an epoch hold, beside each loss, the examples it was taken on (a phase need
-# not run at every step: WGAN-GP's generator)
+# not run at every step: a generator updated once per few critic steps)
 SEEN = "seen:"
 
 
@@ -266,7 +266,7 @@ class Loop:
         self.train_u8, self.test_u8 = (torch.from_numpy(d.images).to(device) for d in (train_set, test_set))
         self.train_y, self.test_y = (None if d.labels is None else torch.from_numpy(d.labels).to(device) for d in (train_set, test_set))
 
-        # NHWC weights and batches let oneDNN (and cuDNN) pick their fast conv kernels: a width-24 dae step
+        # NHWC weights and batches let oneDNN (and cuDNN) pick their fast conv kernels: a width-24 U-Net step
         # took 4.2 instead of 5.4 ms per image on two CPU cores. A no-op for dense models.
         model.to(device, memory_format=torch.channels_last).train()
         self.nets = world.wrap(model.networks(), device)

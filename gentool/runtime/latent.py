@@ -225,6 +225,8 @@ def end_codes(graphs: Graphs, images: np.ndarray | None, seeds: list[int] | None
     """The two codes `interpolate` goes between: of two images, or the prior draws of two seeds."""
     from gentool.runtime import verbs
 
+    if images is not None and seeds is not None:
+        raise UsageError("give two images or --seeds, not both")
     if seeds is not None:
         return seed_codes(graphs, seeds, "interpolate --seeds")
     if images is None or len(images) != 2:

@@ -154,6 +154,25 @@ def sample_quality(spec: str, device: str, data_name: str | None, n: int | None,
     return rows, f"gentool FID ({name} features): {n} samples of {spec} against {rows[0]['data']} test"
 
 
+def samples_report(path: Path, device: str, data_name: str | None, n: int | None, features_spec: str | None,
+                   truncation: str | None, seed: int, plot: str | None) -> tuple[list[dict], str]:
+    """`evaluate --samples [--truncation T,...] [--plot FILE]` of the artifact at `path` (a
+    checkpoint: the graphs beside it): the rows of `sample_quality`, one per truncation value, with
+    their curves drawn into `plot` (which needs several values)."""
+    from gentool import plots
+    from gentool.runtime import latent
+
+    settings = latent.truncation_settings(truncation)
+    if plot:
+        if len(settings) < 2:
+            raise UsageError("--plot draws sample quality against truncation: give several --truncation values (e.g. 0.5,1,1.5,2,none)")
+        plots.check_target(plot)
+    rows, heading = sample_quality(str(path.parent if path.suffix == ".safetensors" else path), device, data_name, n, features_spec, settings, seed)
+    if plot:
+        plots.quality_curves(plot, rows, heading)
+    return rows, heading
+
+
 def fid(reference: str, samples: str, features_spec: str | None, limit: int | None, seed: int, device: str) -> tuple[dict, str]:
     """`gentool fid`: the suite's figures of one image set against another, and the heading. The
     feature network: `features_spec`, else the bundled one of a dataset either set names."""
