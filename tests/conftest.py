@@ -131,6 +131,67 @@ def in_process(*args, stdin: bytes = b"", cwd=None, env: dict | None = None):
     return subprocess.CompletedProcess(args, code, out.buffer.getvalue(), err.getvalue())
 
 
+# A process with torch, gentool and what a training first imports loaded, that forks a gentool
+# process per command: a round of commands (JSON on stdin) starts together, each child first runs
+# its prelude (code that arms a kill, say), and the round's exit codes come back (JSON on stdout;
+# -N for a signal, as subprocess gives). Forked before any kernel ran, each child is a whole,
+# separate gentool process, started in milliseconds instead of seconds.
+_WARM = """
+import json, os, sys
+import onnxruntime, torch, torch.onnx
+import gentool.cli, gentool.export, gentool.plots, gentool.train
+torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the first optimizer imports torch._dynamo (1.5 s)
+gentool.plots._pyplot()
+for line in sys.stdin:
+    children = []
+    for i, (argv, prelude) in enumerate(json.loads(line)):
+        pid = os.fork()
+        if pid == 0:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            os.dup2(os.open(f"{sys.argv[1]}/{i}.err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+            exec(prelude)
+            sys.argv = ["gentool", *argv]
+            try:
+                gentool.cli.main()
+            except SystemExit as stop:
+                os._exit(stop.code if isinstance(stop.code, int) else 1)
+            os._exit(0)
+        children.append(pid)
+    statuses = [os.waitpid(pid, 0)[1] for pid in children]
+    print(json.dumps([-os.WTERMSIG(s) if os.WIFSIGNALED(s) else os.WEXITSTATUS(s) for s in statuses]), flush=True)
+"""
+
+
+class WarmGentool:
+    """`run(*commands, prelude="")`: the commands as gentool processes started together from the
+    warm process; a CompletedProcess each (stderr as text, no stdout)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.process = subprocess.Popen([sys.executable, "-c", _WARM, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        cwd=ROOT, env={**os.environ, "NO_COLOR": "1"}, text=True)
+
+    def run(self, *commands, prelude: str = "") -> list[subprocess.CompletedProcess]:
+        import json
+
+        self.process.stdin.write(json.dumps([[list(map(str, c)), prelude] for c in commands]) + "\n")
+        self.process.stdin.flush()
+        codes = json.loads(self.process.stdout.readline())
+        return [subprocess.CompletedProcess(c, code, None, (self.folder / f"{i}.err").read_text()) for i, (c, code) in enumerate(zip(commands, codes))]
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def warm(tmp_path_factory):
+    """Gentool processes forked from one that has the imports done (`WarmGentool`)."""
+    started = WarmGentool(tmp_path_factory.mktemp("warm"))
+    yield started
+    started.close()
+
+
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory):
     """Tiny vae and ae runs on 256 MNIST images, trained once for the whole session."""

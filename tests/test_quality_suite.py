@@ -128,7 +128,7 @@ def test_evaluate_samples_of_a_run_and_of_an_export_torch_free(runs, classifier,
 
 
 def test_sample_quality_against_truncation(runs, tmp_path):
-    args = ["evaluate", runs["vae"], "--samples", "300", "--json"]
+    args = ["evaluate", runs["vae"], "--samples", "100", "--json"]
     rows = [json.loads(line) for line in gentool(*args, "--truncation", "0.3,none", "--plot", tmp_path / "curve.png",
                                                  torch_free=True).stdout.splitlines()]
     assert [r["truncation"] for r in rows] == [0.3, None] and (tmp_path / "curve.png").stat().st_size > 10_000

@@ -17,7 +17,7 @@ from gentool import checkpoint, train as training
 
 def tiny(tmp_path, name="run", **kw):
     options = dict(model="vae", data="mnist", epochs=2, batch_size=64, limit=192, out=tmp_path / name,
-                   device="cpu", hparam_args=("--arch", "mlp", "--hidden", "32", "--latent-dim", "4"))
+                   device="cpu", hparam_args=("--arch", "mlp", "--hidden", "32", "--latent-dim", "4"), export=False)
     options.update(kw)
     return training.Options(**options)
 
@@ -88,7 +88,7 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_that_resumes_exactly(tmp_path, mon
     assert stop.value.code == 128 + signum
     assert checkpoint.read_meta(tmp_path / "interrupted")["step"] == 2  # 3 steps an epoch: epoch 2, step 2
     monkeypatch.setattr(VAE, "phase_losses", original)
-    resumed = training.run(training.Options(model="", resume=tmp_path / "interrupted", device="cpu"))
+    resumed = training.run(training.Options(model="", resume=tmp_path / "interrupted", device="cpu", export=False))
     assert_same_weights(straight, resumed)
     assert checkpoint.read_meta(resumed)["train"]["lr_schedule"] == schedule
 
@@ -188,18 +188,11 @@ def test_onnx_without_gentool_metadata_is_refused(runs, tmp_path):
     assert proc.returncode == 2 and "has no gentool metadata" in proc.stderr
 
 
-def test_two_trainings_into_one_directory_one_wins(tmp_path):
+def test_two_trainings_into_one_directory_one_wins(tmp_path, warm):
     """Started together into one --out: exactly one trains, the other exits 2 saying why; a training
     that fails before its first checkpoint leaves the directory reusable."""
-    import subprocess
-    import sys
-
-    from conftest import _LAUNCH
-
-    args = ["train", "vae", "--arch", "mlp", "--hidden", "16", "--data", "mnist", "--limit", "64", "--epochs", "1", "--out", str(tmp_path / "run")]
-    procs = [subprocess.Popen([sys.executable, "-c", _LAUNCH, "--with-torch", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for _ in range(2)]
-    results = sorted((p.wait(), p.stderr.read().decode()) for p in procs)
+    args = ["train", "vae", "--arch", "mlp", "--hidden", "16", "--data", "mnist", "--limit", "64", "--epochs", "1", "--out", tmp_path / "run"]
+    results = sorted((p.returncode, p.stderr) for p in warm.run(args, args))
     assert [code for code, _ in results] == [0, 2], results
     assert "already exists and is not empty (or another training is writing it)" in results[1][1]
     assert checkpoint.read_meta(tmp_path / "run")["epoch"] == 1
@@ -226,7 +219,7 @@ def test_a_checkpoint_is_one_unit(tmp_path, monkeypatch):
         training.run(tiny(tmp_path, "killed", epochs=3))
     monkeypatch.setattr(safetensors.torch, "save_file", original)
     assert checkpoint.read_meta(tmp_path / "killed")["epoch"] == 1
-    resumed = training.run(training.Options(model="", resume=tmp_path / "killed", device="cpu"))
+    resumed = training.run(training.Options(model="", resume=tmp_path / "killed", device="cpu", export=False))
     assert_same_weights(straight, resumed)
 
     state = torch.load(resumed / checkpoint.RESUME, weights_only=True)
@@ -277,11 +270,11 @@ def test_an_export_is_one_unit_of_one_origin(runs, digits, tmp_path, monkeypatch
     assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir()} == before
 
 
-# Code run before gentool in a killed training: SIGKILL (no clean-up) as the n-th rename onto a file
-# whose name ends so is about to happen (its new content written whole beside it), or at the n-th step.
+# Code a killed training runs first: SIGKILL as the n-th rename onto a file whose name ends so is
+# about to happen (its new content written whole beside it), or at the n-th step.
 _KILLER = """
 import os, signal
-name, nth = os.environ["KILL_AT"].rsplit(":", 1)
+name, nth = KILL_AT.rsplit(":", 1)
 seen = [0]
 def hit():
     seen[0] += 1
@@ -307,27 +300,23 @@ else:
 KILLS = ["model.safetensors:1", "step:5", "resume.pt:2", "metrics.jsonl:3", ".png:4", ".onnx:1"]
 
 
-def test_kill_9_at_chosen_moments_then_resume_is_exact(tmp_path):
+def test_kill_9_at_chosen_moments_then_resume_is_exact(tmp_path, warm):
     """A short run killed with SIGKILL at each moment of KILLS, resumed each time: its final weights
     are the uninterrupted run's, and no temporary file of a killed write is left."""
     import shutil
-    import subprocess
-    import sys
-
-    from conftest import _LAUNCH, ROOT
 
     args = ["--data", "mnist", "--limit", "96", "--batch-size", "32", "--epochs", "8", "--device", "cpu"]
     model = ["vae", "--arch", "mlp", "--hidden", "32", "--latent-dim", "4"]
     gentool("train", *model, *args, "--out", tmp_path / "straight", "--no-export")
     run = tmp_path / "killed"
-    for kill in [*KILLS, None]:
+    for kill in KILLS:
         resumable = (run / checkpoint.RESUME).is_file()
         if not resumable and run.exists():  # killed before its first checkpoint: start again
             shutil.rmtree(run)
-        command = ["--resume", str(run), "--device", "cpu"] if resumable else [*model, *args, "--out", str(run)]
-        proc = subprocess.run([sys.executable, "-c", (_KILLER if kill else "") + _LAUNCH, "--with-torch", "train", *command], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "KILL_AT": kill or ""})
-        assert proc.returncode == (-9 if kill else 0), (kill, proc.stderr.decode()[-500:])
+        command = ["--resume", run, "--device", "cpu"] if resumable else [*model, *args, "--out", run]
+        (proc,) = warm.run(["train", *command], prelude=f"KILL_AT = {kill!r}\n{_KILLER}")
+        assert proc.returncode == -signal.SIGKILL, (kill, proc.stderr[-500:])
+    gentool("train", "--resume", run, "--device", "cpu")
     assert_same_weights(tmp_path / "straight", run)
     assert sorted(p.name for p in run.glob("*.onnx")) == ["decoder.onnx", "encoder.onnx"]
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
