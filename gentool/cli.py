@@ -167,8 +167,7 @@ def fid(
 ) -> None:
     """Sample-quality figures of SAMPLES against REFERENCE (fid, kid, precision, recall, ...).
 
-    fid, kid, precision, recall, density, coverage and the classifier score, on a gentool feature
-    network (not Inception)."""
+    All of them (density, coverage, the classifier score too) on a gentool feature network, not Inception."""
     from gentool.runtime import quality
 
     console.report(*quality.fid(reference, samples, features, limit, seed, device.value), as_json)
