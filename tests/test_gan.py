@@ -95,15 +95,23 @@ def test_a_conditional_generator_draws_the_label_asked_for(conditional, gan):
     threes = images.make_grid(latent.sample(art, 4, 1, np.full(4, 3)), nrow=4)[0]
     fours = images.make_grid(latent.sample(art, 4, 1, np.full(4, 4)), nrow=4)[0]
     assert np.abs(grid - threes).max() <= 1 / 255 + 1e-6 < np.abs(grid - fours).max()
-    for artifact, label, message in ((conditional, "10", "no class '10'"), (gan, "3", "not conditional")):
+    for artifact, label, message in ((conditional, "10", "no class '10'"), (conditional, "²", "no class '²'"), (conditional, "٣", "no class '٣'"),
+                                     (gan, "3", "not conditional")):
         proc = gentool("sample", artifact, "--label", label, torch_free=True, check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
-def test_truncation_redraws_values_beyond_the_threshold(gan):
-    eps = latent.standard_normals(np.random.default_rng(0), (500, 100), 0.5)
-    assert np.abs(eps).max() <= 0.5 and eps.std() > 0.2
-    assert np.array_equal(eps, latent.standard_normals(np.random.default_rng(0), (500, 100), 0.5))
+def test_truncated_draws_are_the_truncated_normal_in_one_pass(gan):
+    """Kolmogorov-Smirnov against scipy's truncated normal, for a wide and a tiny truncation (the
+    old redraw loop never ended at 1e-9), the same draws for the same seed."""
+    from scipy import stats
+
+    for truncation in (0.5, 2.0, 1e-9):
+        eps = latent.standard_normals(np.random.default_rng(0), (500, 100), truncation)
+        assert eps.shape == (500, 100) and np.abs(eps).max() <= truncation
+        assert stats.kstest(eps.ravel(), stats.truncnorm(-truncation, truncation).cdf).pvalue > 1e-3
+        assert np.array_equal(eps, latent.standard_normals(np.random.default_rng(0), (500, 100), truncation))
+    assert png(gentool("sample", gan, "-n", "4", "--truncation", "1e-9", torch_free=True).stdout).std() > 0.01
     proc = gentool("sample", gan, "--truncation", "0", torch_free=True, check=False)
     assert proc.returncode == 2 and "--truncation must be positive" in proc.stderr
     assert png(gentool("sample", gan, "-n", "4", "--truncation", "0.7", torch_free=True).stdout).std() > 0.01
@@ -130,7 +138,7 @@ def test_arithmetic_decodes_each_terms_mean_and_their_sum(gan, runs, tmp_path):
     expected = images.make_grid(latent.decode(ae, np.stack([mean, first, mean - first])), nrow=3)[0]
     assert np.abs(strip - expected).max() <= 1 / 255 + 1e-6
     for args, message in ((["--plus", folder, "--plus-seeds", "1"], "not both"), (["--minus-seeds", "1"], "a term to add"),
-                          (["--plus-seeds", "x"], "takes seeds")):
+                          (["--plus-seeds", "x"], "takes one or more seeds")):
         proc = gentool("arithmetic", runs["ae"], *args, torch_free=True, check=False)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
