@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gentool import cli_params as parts, console, inputs
+from gentool import cli_params as parts, console, inputs, values
 from gentool.cli_params import MAX_IMAGES, MAX_SIDE, MAX_STEPS, ArtifactArg, CodeFormat, Device, DeviceOpt, LabelOpt, OutOpt, SeedOpt
 from gentool.errors import UsageError, check_count, exit_code
 
@@ -286,7 +286,7 @@ def interpolate(
 
     check_count("--steps", steps, MAX_STEPS, least=2)
     art, run = parts.open_artifact(artifact, device, "interpolate")
-    start, end = latent.end_codes(art, inputs.batch(art, ends) if ends else None, None if seeds is None else list(parts.int_pair("--seeds", seeds)))
+    start, end = latent.end_codes(art, inputs.batch(art, ends) if ends else None, None if seeds is None else values.seeds("--seeds", seeds, 2))
     parts.write_images(art, run(art, start, end, steps, slerp, parts.labels(art, label, steps)), out, nrow=steps)
 
 
@@ -308,7 +308,7 @@ def arithmetic(
     from gentool.runtime import latent
 
     art, run = parts.open_artifact(artifact, device, "arithmetic")
-    seeds = [[parts.seed_list(option, text) for text in texts or []] for option, texts in (("--plus-seeds", plus_seeds), ("--minus-seeds", minus_seeds))]
+    seeds = [[values.seeds(option, text) for text in texts or []] for option, texts in (("--plus-seeds", plus_seeds), ("--minus-seeds", minus_seeds))]
     terms = latent.arithmetic_terms(art, plus or [], minus or [], *seeds)
     count = len(terms[0]) + len(terms[1]) + 1
     parts.write_images(art, run(art, *terms, parts.labels(art, label, count)), out, nrow=count)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gentool import console
+from gentool import console, values
 from gentool.errors import UsageError, check_count
 
 class Device(str, Enum):
@@ -20,7 +20,8 @@ class Device(str, Enum):
 
 
 DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when it really works; cuda without it is an error.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed for every random draw: same seed, same output.")]
+SeedOpt = Annotated[int, typer.Option(callback=lambda value: values.seed("--seed", value), metavar="0..2^63-1",
+                                       help="Seed for every random draw: same seed, same output.")]
 OutOpt = Annotated[Optional[str], typer.Option("-o", "--out", help="Output file (.png, .jpg); a folder or a path ending in '/': one PNG per image; '-' or omitted: stdout (not a terminal).")]
 ArtifactArg = Annotated[str, typer.Argument(help="A run directory, an export directory, an .onnx file, or a model name (its newest run).")]
 
@@ -191,8 +192,3 @@ def int_pair(option: str, text: str) -> tuple[int, int]:
     return a, b
 
 
-def seed_list(option: str, text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",")]
-    except ValueError:
-        raise UsageError(f"{option} takes seeds 'A,B,...', got '{text}'") from None

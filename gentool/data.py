@@ -541,17 +541,9 @@ def class_indices(spec: str, dataset: Dataset) -> list[int]:
     """'3' or '3,5' -> sorted label indices; each item is a class name, else a class index."""
     if dataset.labels is None:
         raise UsageError(f"--classes needs labelled data; '{dataset.name}' has no labels")
-    names, indices = dataset.classes, set()
-    for item in (s.strip() for s in spec.split(",")):
-        if item in names:
-            indices.add(names.index(item))
-        elif item.isdigit() and int(item) < len(names):
-            indices.add(int(item))
-        else:
-            raise UsageError(
-                f"--classes: '{dataset.name}' has no class '{item}' (use 0..{len(names) - 1} or a name: {', '.join(names)})"
-            )
-    return sorted(indices)
+    from gentool.values import class_index
+
+    return sorted({class_index("--classes", dataset.classes, item.strip(), f"'{dataset.name}'") for item in spec.split(",")})
 
 
 def training_set(data: str, limit: int | None, classes: str | list[int] | None, size=None):
