@@ -7,7 +7,6 @@ for usage and input errors, 1 for failures while running (`--debug` shows the tr
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -83,7 +82,7 @@ def models(
     from gentool import zoo
 
     names = [name] if name else list(zoo.catalog())
-    console.out(json.dumps({n: zoo.catalog_entry(n) for n in names}, indent=1) if as_json else "\n\n".join(map(zoo.describe, names)))
+    console.out(console.to_json({n: zoo.catalog_entry(n) for n in names}, indent=1) if as_json else "\n\n".join(map(zoo.describe, names)))
 
 
 @app.command("runs")
@@ -101,7 +100,7 @@ def list_runs(
         console.err(f"no runs{' of ' + model if model else ''} in {runs.ROOT}/ (`gentool train MODEL --data D` makes one)")
         return
     if as_json:
-        console.out("\n".join(json.dumps(row) for row in found))
+        console.out("\n".join(map(console.to_json, found)))
     else:
         console.table(None, list(runs.COLUMNS), [runs.cells(row) for row in found])
 
@@ -112,7 +111,7 @@ def env(as_json: Annotated[bool, typer.Option("--json", help="One JSON object on
     from gentool import environment
 
     found = environment.report()
-    console.out(json.dumps(found, indent=1) if as_json else environment.describe(found))
+    console.out(console.to_json(found, indent=1) if as_json else environment.describe(found))
 
 
 @app.command()

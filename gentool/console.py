@@ -4,6 +4,8 @@ everything else (notes, what it is doing) as lines on stderr. Torch-free."""
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import sys
 
 
@@ -14,6 +16,34 @@ def err(message: str) -> None:
 def notes(found: list[str]) -> None:
     for note in found:
         err(f"note: {note}")
+
+
+def _finite(value, where: str, replaced: list[str]):
+    """`value` with every non-finite float (NaN, +-inf) as None, the keys where that was done added to `replaced`."""
+    if isinstance(value, dict):
+        return {k: _finite(v, str(k), replaced) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, where, replaced) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):  # Python's and numpy's floats
+        if not math.isfinite(value):
+            replaced.append(where)
+            return None
+        return float(value)
+    return value
+
+
+def to_json(value, indent: int | None = None) -> str:
+    """Strict JSON, the one way gentool writes it: a non-finite number (which JSON has no word for)
+    is written as null, with a note on stderr naming where."""
+    replaced: list[str] = []
+    text = json.dumps(_finite(value, "value", replaced), indent=indent, allow_nan=False, default=str)
+    if replaced:
+        notes([f"{', '.join(dict.fromkeys(replaced))}: not a finite number, written as null"])
+    return text
 
 
 def out(text: str) -> None:
@@ -50,7 +80,7 @@ def report(result: dict, heading: str, as_json: bool, in_heading: tuple[str, ...
     """A result on stdout: one JSON object with --json, else a table under `heading` (without the
     keys `in_heading` already shows)."""
     if as_json:
-        out(json.dumps(result))
+        out(to_json(result))
     else:
         table(heading, ["metric", "value"], [[key, _cell(value)] for key, value in result.items() if key not in in_heading])
 
@@ -61,7 +91,7 @@ def report_rows(rows: list[dict], heading: str, as_json: bool, varied: str) -> N
     if len(rows) == 1:
         return report(rows[0], heading, as_json)
     if as_json:
-        out("\n".join(json.dumps(row) for row in rows))
+        out("\n".join(map(to_json, rows)))
         return
     shown = [k for k, v in rows[0].items() if isinstance(v, float) and k != varied]
     table(heading, [varied, *shown], [[str(row.get(varied) or "none"), *(f"{row[k]:.4f}" for k in shown)] for row in rows])
@@ -69,7 +99,7 @@ def report_rows(rows: list[dict], heading: str, as_json: bool, varied: str) -> N
 
 def scores(names: list[str], values, kind: str, as_json: bool) -> None:
     """`score`'s result: JSON lines {"input", "score", "kind"}, or `NAME  SCORE` lines with the kind on stderr."""
-    out("\n".join(json.dumps({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"
+    out("\n".join(to_json({"input": name, "score": float(value), "kind": kind}) if as_json else f"{name}  {value:.6g}"
                   for name, value in zip(names, values)))
     if not as_json:
         err(f"scores: {kind} (higher is more anomalous)")

@@ -3,7 +3,9 @@ finds its newest run. Torch-free: a checkpoint's metadata is read from its safet
 
 from __future__ import annotations
 
+import glob
 import json
+import math
 import os
 import struct
 import sys
@@ -79,7 +81,7 @@ def resolve(spec: str, holding: str, what: str) -> Path:
 def newest(name: str, holding: str, what: str) -> Path:
     """The most recently modified run of model `name` that holds a file matching `holding`; which
     one it took is said on stderr, so that a quick smoke run is never used unnoticed."""
-    candidates = [] if "/" in name else [p for p in ROOT.glob(f"{name}-*") if p.is_dir() and any(p.glob(holding))]
+    candidates = [] if "/" in name else [p for p in ROOT.glob(f"{glob.escape(name)}-*") if p.is_dir() and any(p.glob(holding))]
     if not candidates:
         raise UsageError(f"'{name}' is not a file or directory, and no run of a model '{name}' with {what} is in {ROOT}/")
     found = max(candidates, key=lambda p: p.stat().st_mtime)
@@ -91,15 +93,30 @@ def newest(name: str, holding: str, what: str) -> Path:
 def _trained(run: Path) -> str:
     """' (3 epochs)', or ' (3 of 10 epochs)' for a run that stopped early; '' without a checkpoint."""
     meta = checkpoint_meta(run / "model.safetensors") or {}
-    done, asked = meta.get("epoch"), meta.get("train", {}).get("epochs")
+    done, asked = _count(meta.get("epoch")), _count(_train(meta).get("epochs"))
     if done is None:
         return ""
     return f" ({done} of {asked} epochs)" if asked and done < asked else f" ({done} epoch{'s' * (done != 1)})"
 
 
+def _count(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _train(meta: dict) -> dict:
+    return meta["train"] if isinstance(meta.get("train"), dict) else {}
+
+
 def checkpoint_meta(file: Path) -> dict | None:
-    """The gentool metadata of a safetensors checkpoint, from its JSON header; None if it has none."""
+    """The gentool metadata of a safetensors checkpoint, from its JSON header; None if it has none
+    (or is not a regular file: a FIFO would block the read)."""
     try:
+        if not file.is_file():
+            return None
         with open(file, "rb") as f:
             size = struct.unpack("<Q", f.read(8))[0]
             if size > 2**26:
@@ -132,14 +149,28 @@ def read_metrics(run: Path) -> list[dict]:
 def write_metrics(run: Path, rows: list[dict]) -> None:
     from gentool.files import atomic_write
 
-    atomic_write(Path(run) / METRICS, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    from gentool.console import to_json
+
+    atomic_write(Path(run) / METRICS, "".join(to_json(r) + "\n" for r in rows).encode())
 
 
 def _last_metrics(run: Path) -> dict:
+    """The last line of a run's metrics.jsonl that is an object, for listings: any other line, or
+    a file that is not regular or not there, is passed over."""
+    file = Path(run) / METRICS
+    last = {}
     try:
-        return (read_metrics(run) or [{}])[-1]
-    except UsageError:
-        return {}
+        lines = file.read_text().splitlines() if file.is_file() else []
+    except (OSError, UnicodeDecodeError):
+        return last
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            last = row
+    return last
 
 
 def listing(model: str | None = None) -> list[dict]:
@@ -147,18 +178,32 @@ def listing(model: str | None = None) -> list[dict]:
     epochs done and asked for, the last epoch's test loss and quick FID, its graphs and when it last changed."""
     found = []
     for run in ROOT.glob("*") if ROOT.is_dir() else []:
-        meta = checkpoint_meta(run / "model.safetensors") if run.is_dir() else None
-        if meta is None or (model and meta.get("model") != model):
-            continue
-        last, modified = _last_metrics(run), run.stat().st_mtime
-        found.append((modified, {
-            "run": str(run), "model": meta.get("model"), "data": meta.get("data"),
-            "epoch": meta.get("epoch"), "epochs": meta.get("train", {}).get("epochs"),
-            "test_loss": last.get("test_loss"), "fid_1k": last.get("fid_1k"),
-            "graphs": sorted(p.stem for p in run.glob("*.onnx")),
-            "modified": time.strftime("%Y-%m-%d %H:%M", time.localtime(modified)),
-        }))
-    return [row for _, row in sorted(found, key=lambda pair: -pair[0])]
+        try:
+            row = _listed(run)
+        except OSError as exc:  # removed or unreadable while being listed
+            row = {"run": str(run), "broken": f"cannot read it: {exc.strerror or exc}", "modified": 0.0}
+        if row is not None and (not model or row.get("model") == model or (row.get("broken") and run.name.startswith(f"{model}-"))):
+            found.append(row)
+    found.sort(key=lambda row: -row["modified"])
+    for row in found:
+        row["modified"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["modified"])) if row["modified"] else ""
+    return found
+
+
+def _listed(run: Path) -> dict | None:
+    """One run's `listing` row; a directory with a checkpoint whose metadata cannot be read is
+    listed as broken (with why); one without a checkpoint is not a run (yet)."""
+    weights = run / "model.safetensors"
+    if not run.is_dir() or not (weights.exists() or weights.is_symlink()):
+        return None
+    meta, last = checkpoint_meta(weights), _last_metrics(run)
+    row = {"run": str(run), "model": None, "data": None, "epoch": None, "epochs": None, "test_loss": None, "fid_1k": None,
+           "graphs": sorted(p.stem for p in run.glob("*.onnx")), "modified": run.stat().st_mtime}
+    if meta is None:
+        why = "model.safetensors is not a regular file" if not weights.is_file() else "model.safetensors has no readable gentool metadata"
+        return {**row, "broken": why}
+    return {**row, "model": str(meta.get("model")), "data": str(meta.get("data")), "epoch": _count(meta.get("epoch")),
+            "epochs": _count(_train(meta).get("epochs")), "test_loss": _number(last.get("test_loss")), "fid_1k": _number(last.get("fid_1k"))}
 
 
 COLUMNS = ("run", "model", "data", "epochs", "test loss", "fid_1k", "graphs", "modified")
@@ -166,7 +211,9 @@ COLUMNS = ("run", "model", "data", "epochs", "test loss", "fid_1k", "graphs", "m
 
 def cells(row: dict) -> list[str]:
     """A `listing` row as the text of the table's COLUMNS."""
-    return [row["run"], row["model"], str(row["data"]), f"{row['epoch']}/{row['epochs']}",
+    if row.get("broken"):
+        return [row["run"], f"broken: {row['broken']}", "", "", "", "", ", ".join(row.get("graphs", [])) or "none", row["modified"]]
+    return [row["run"], row["model"], str(row["data"]), f"{row['epoch'] or '?'}/{row['epochs'] or '?'}",
             *(f"{row[k]:.4g}" if row[k] is not None else "" for k in ("test_loss", "fid_1k")),
             ", ".join(row["graphs"]) or "none", row["modified"]]
 

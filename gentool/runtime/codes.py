@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gentool import console
 from gentool.errors import UsageError
 from gentool.files import STDOUT_PATHS, atomic_write, read_input, write_stdout
 
@@ -38,7 +39,7 @@ def write(outputs: dict[str, np.ndarray], names: list[str], out: str | None, fmt
             row = {"input": name, "code": [round(float(v), 7) for v in code[i]]}
             if "logvar" in outputs:
                 row["logvar"] = [round(float(v), 7) for v in outputs["logvar"][i]]
-            lines.append(json.dumps(row) + "\n")
+            lines.append(console.to_json(row) + "\n")
         data = "".join(lines).encode()
     if out is None or out in STDOUT_PATHS:
         write_stdout(data if fmt == "npy" else data.decode())
