@@ -137,8 +137,9 @@ def evaluate(
     Sample quality with --samples or --truncation, for an export, and for a family whose
     evaluation it is. The table goes to stdout (`--json`: one object); what it is computing, to
     stderr. The model options follow: each applies to the families its help names."""
-    from gentool import runs
+    from gentool import files, runs
 
+    files.one_stdout(**{"the table": files.STDOUT_PATHS[0], "--plot": plot})
     path = runs.resolve(run, "model.safetensors", "a checkpoint")
     if samples is not None or truncation is not None or runs.evaluates_samples(path):
         if options or anomaly or probe is not None or limit is not None or split != "test":

@@ -89,6 +89,14 @@ def atomic_write(path, data: bytes) -> None:
 STDOUT_PATHS = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
 
 
+def one_stdout(**outputs: str | None) -> None:
+    """One owner of stdout per command: of its `outputs` (name -> where it goes, STDOUT for
+    stdout), at most one may go there; two are a usage error, raised before any work."""
+    to_stdout = [name for name, target in outputs.items() if target is not None and str(target) in STDOUT_PATHS]
+    if len(to_stdout) > 1:
+        raise UsageError(f"{' and '.join(to_stdout)} would both go to stdout: send all but one to a file")
+
+
 # What a shell tool killed by SIGPIPE returns (128 + 13): a pipeline under `set -o pipefail` sees it.
 BROKEN_PIPE_EXIT = 141
 _CLOSED = "stdout is closed; use -o FILE"

@@ -52,6 +52,10 @@ def test_trains_logs_both_players_and_samples_torch_free(gan):
     again = png(gentool("sample", gan, "-n", "16", "--seed", "3", torch_free=True).stdout)
     assert np.array_equal(grid, again) and grid.std() > 0.01
     assert sorted(p.name for p in gan.glob("*.onnx")) == ["generator.onnx"]
+    from gentool import runs
+
+    # evaluate of the run, or of its checkpoint file, is the quality of its samples (read from the catalog)
+    assert runs.evaluates_samples(gan) and runs.evaluates_samples(gan / "model.safetensors")
 
 
 def test_every_loss_trains_a_step():

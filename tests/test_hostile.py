@@ -62,3 +62,10 @@ def test_a_bare_model_name_is_never_a_pattern(runs, tmp_path, name):
     _copy_run(runs["vae"], tmp_path / "runs", "vae-mnist")
     proc = gentool("sample", name, cwd=tmp_path, torch_free=True, check=False)
     assert proc.returncode == 2 and f"no run of a model '{name}'" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+def test_stdout_has_one_owner(runs, tmp_path):
+    """`evaluate --plot -` would put the PNG and the table into one stream: refused before any work."""
+    for args in (["--samples", "20", "--truncation", "0.5,none"], ["--anomaly"]):
+        proc = gentool("evaluate", runs["vae"], *args, "--plot", "-", check=False)
+        assert proc.returncode == 2 and "the table and --plot would both go to stdout" in proc.stderr and proc.stdout == b""
