@@ -69,3 +69,68 @@ def test_stdout_has_one_owner(runs, tmp_path):
     for args in (["--samples", "20", "--truncation", "0.5,none"], ["--anomaly"]):
         proc = gentool("evaluate", runs["vae"], *args, "--plot", "-", check=False)
         assert proc.returncode == 2 and "the table and --plot would both go to stdout" in proc.stderr and proc.stdout == b""
+
+
+def _decoder(tmp_path, name, rows, sizes):
+    """A decoder of 16-value codes for 1x4x4 images whose output is the code reshaped to (rows x N,
+    *sizes), every size computed from the input's shape at run time, so that no static shape shows
+    the lie: only the values the graph gives can."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", "k"])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, None)
+    const = lambda n, v: helper.make_tensor(n, TensorProto.INT64, [1], [v])  # noqa: E731
+    nodes = [helper.make_node("Shape", ["z"], ["s"]), helper.make_node("Gather", ["s", "i0"], ["n"]), helper.make_node("Gather", ["s", "i1"], ["k"]),
+             helper.make_node("Mul", ["n", "rows"], ["d0"])]
+    initializers = [const("i0", 0), const("i1", 1), const("rows", rows)]
+    for i, size in enumerate(sizes, 1):  # size = k / (16 / size)
+        initializers.append(const(f"q{i}", 16 // size))
+        nodes.append(helper.make_node("Div", ["k", f"q{i}"], [f"d{i}"]))
+    nodes += [helper.make_node("Concat", [f"d{i}" for i in range(len(sizes) + 1)], ["shape"], axis=0), helper.make_node("Reshape", ["z", "shape"], ["x"])]
+    proto = helper.make_model(helper.make_graph(nodes, name, [z], [x], initializers), opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    meta = {"model": "vae", "role": "decoder", "image_shape": [1, 4, 4], "latent_dim": 16, "prior": {"mean": [0.0] * 16, "cov": np.eye(16).tolist()}}
+    for key, value in meta.items():
+        proto.metadata_props.add(key=f"gentool.{key}", value=json.dumps(value))
+    onnx.save(proto, tmp_path / f"{name}.onnx")
+    return tmp_path / f"{name}.onnx"
+
+
+@pytest.mark.parametrize("name, rows, sizes", [("honest", 1, [1, 4, 4]), ("rows", 4, [1, 2, 2]), ("side", 1, [1, 2, 8]),
+                                               ("channels", 1, [4, 2, 2])])
+def test_what_a_graph_gives_is_checked_against_its_metadata(tmp_path, name, rows, sizes):
+    """A decoder declared 1x4x4 that gives 4N images of 2x2, 1x2x8 images, or 4 channels (a wrong
+    rank shows in the static shape, which the graph's role is checked against when it is opened)."""
+    proc = gentool("sample", _decoder(tmp_path, name, rows, sizes), "-n", "3", torch_free=True, check=False)
+    if name == "honest":
+        assert proc.returncode == 0 and proc.stdout.startswith(b"\x89PNG"), proc.stderr
+        return
+    assert proc.returncode == 2 and "it does not fit its metadata" in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stdout == b""
+
+
+def test_a_feature_network_too_wide_for_its_covariance_is_refused_before_it_costs(tmp_path):
+    """A 200-byte features graph whose rows are 5,488 wide would ask fid for D x D covariances."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 28, 28])
+    features = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "d"])
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Tile", ["flat", "repeats"], ["features"])]
+    repeats = helper.make_tensor("repeats", TensorProto.INT64, [2], [1, 7])
+    proto = helper.make_model(helper.make_graph(nodes, "wide", [x], [features], [repeats]), opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    for key, value in {"model": "classifier", "role": "features", "image_shape": [1, 28, 28]}.items():
+        proto.metadata_props.add(key=f"gentool.{key}", value=json.dumps(value))
+    onnx.save(proto, tmp_path / "wide.onnx")
+    proc = gentool("fid", "mnist:test", "mnist:train", "--features", tmp_path / "wide.onnx", "--limit", "50", torch_free=True, check=False)
+    assert proc.returncode == 2 and "gives 5,488 features an image; gentool takes at most 4,096" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("labels, message", [(np.full(8, 1e30), "labels must be 8 non-negative integers"),
+                                             (np.full(8, 10**12), "labels must be class indices below 100000")])
+def test_labels_are_checked_before_any_table_is_sized_by_them(tmp_path, labels, message):
+    np.savez(tmp_path / "set.npz", images=np.zeros((8, 28, 28), np.uint8), labels=labels)
+    proc = gentool("train", "gan", "--conditional", "--data", tmp_path / "set.npz", "--epochs", "1", "--out", tmp_path / "run", check=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr

@@ -102,6 +102,7 @@ class Artifact(Graphs):
         self.device = device
         self.providers = providers_for(device)
         self._sessions: dict = {}
+        self._declared: dict = {}
         self.meta: dict = {}
         if path.is_file():
             if path.suffix != ".onnx":
@@ -145,7 +146,7 @@ class Artifact(Graphs):
         if self.meta and meta.get("origin") != self.meta.get("origin"):
             raise UsageError(f"'{file}' was exported from another checkpoint than the other graphs in '{file.parent}'; export them again together")
         self.meta = self.meta or {k: v for k, v in meta.items() if k != "role"}
-        self._sessions[meta["role"]] = session
+        self._sessions[meta["role"]], self._declared[meta["role"]] = session, declared
         return meta
 
     @property
@@ -179,6 +180,7 @@ class Artifact(Graphs):
         except Exception as exc:  # onnxruntime's errors have no common base class
             reason = str(exc).splitlines()[0].split("Status Message: ")[-1][:200]
             raise UsageError(f"the {role} graph of '{self.path}' failed on its input ({reason}): it does not fit its metadata") from None
+        graphcheck.check_values(outputs, len(next(iter(typed.values()))), self.meta, role, self._declared[role], str(self.files[role]))
         for name, values in outputs.items():
             if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
                 raise UsageError(f"the {role} graph of '{self.path}' gave non-finite values (NaN or inf) for {name}: its weights or its inputs are broken")

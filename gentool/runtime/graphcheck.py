@@ -13,6 +13,8 @@ family that needs another operator adds it here knowingly.
 
 from __future__ import annotations
 
+import numpy as np
+
 from gentool.errors import UsageError
 from gentool.runtime.declaration import ONNX_TYPES, Role, Sampler, Tensor, positive_int
 
@@ -155,3 +157,28 @@ def check_outputs(outputs, meta: dict, role: str, declared: Role, source: str) -
     described = " or ".join(f"one batch {form[0].form(meta)}" if form[0].name == "*" else
                             " and ".join(f"{t.name} {t.form(meta)}" for t in form) for form in declared.outputs)
     raise UsageError(f"'{source}': a {role} graph gives {described}; this one gives {shapes}")
+
+
+# The most values one row of an output may hold: a 512x512 RGB image is 786,432; more would be a
+# graph asking for memory it was never meant to need.
+MAX_ROW_VALUES = 2**22
+
+
+def check_values(outputs: dict, rows: int, meta: dict, role: str, declared: Role, source: str) -> None:
+    """What a graph actually gave, against its role and metadata: one of the declared forms, each
+    output with `rows` rows, every size the metadata fixes, no empty and no oversized rows (the
+    graph's static shapes may be dynamic and say nothing)."""
+    for form in declared.outputs:
+        named = {t.name: t for t in form}
+        if set(named) == set(outputs) or (len(form) == 1 and form[0].name == "*" and len(outputs) == 1):
+            break
+    else:
+        raise UsageError(f"'{source}': the {role} graph gave outputs {', '.join(outputs)}, which its role does not declare")
+    for name, values in outputs.items():
+        tensor = named.get(name) or form[0]
+        wanted = tensor.sizes(meta)
+        row_values = int(np.prod(values.shape[1:])) if values.ndim else 0
+        if (values.ndim != tensor.rank or values.shape[0] != rows or row_values == 0 or row_values > MAX_ROW_VALUES
+                or any(w is not None and s != w for s, w in zip(values.shape, wanted))):
+            raise UsageError(f"'{source}': the {role} graph gave {name} of shape {tuple(values.shape)} for {rows} rows, "
+                             f"not {tensor.form(meta).replace('N', str(rows), 1)} (at most {MAX_ROW_VALUES:,} values a row): it does not fit its metadata")

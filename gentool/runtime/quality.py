@@ -39,6 +39,9 @@ def feature_network(spec: str, device: str = "auto") -> tuple[Artifact, str]:
     return graphs, Path(spec).name
 
 
+MAX_FEATURES = 4096  # Inception's pool features are 2,048; a 4,096 x 4,096 covariance is 128 MiB
+
+
 def features(graphs: Graphs, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Images (N, C, H, W) in [0, 1] of the network's image shape -> features (N, D) and logits (N, K)
     (None for a network without them)."""
@@ -47,7 +50,12 @@ def features(graphs: Graphs, images: np.ndarray) -> tuple[np.ndarray, np.ndarray
     starts = range(0, len(images), CHUNK)
     if len(images) > CHUNK:
         starts = progress.track(starts, "features")
-    parts = [graphs.run("features", {"x": np.asarray(images[i : i + CHUNK], np.float32)}) for i in starts]
+    parts = []
+    for i in starts:
+        parts.append(graphs.run("features", {"x": np.asarray(images[i : i + CHUNK], np.float32)}))
+        if parts[0]["features"].shape[1] > MAX_FEATURES:  # before the N x D features and the D x D covariances
+            raise UsageError(f"the feature network gives {parts[0]['features'].shape[1]:,} features an image; "
+                             f"gentool takes at most {MAX_FEATURES:,} (the FID needs a D x D covariance)")
     logits = np.concatenate([p["logits"] for p in parts]) if "logits" in parts[0] else None
     return np.concatenate([p["features"] for p in parts]).astype(np.float64), logits
 
