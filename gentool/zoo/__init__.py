@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import math
 from pathlib import Path
 
-from gentool.errors import UsageError
+from gentool.errors import UsageError, check_count
 
 _MODULES = ["gentool.zoo.ae", "gentool.zoo.vae", "gentool.zoo.sparse_ae", "gentool.zoo.cae", "gentool.zoo.dae", "gentool.zoo.sr",
             "gentool.zoo.classifier", "gentool.zoo.gan", "gentool.zoo.wgan_gp"]
@@ -114,9 +115,17 @@ def _convert(name: str, text: str, default):
             if text.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise UsageError(f"--{name.replace('_', '-')} expects a {kind.__name__}, got '{text}'") from None
+    if kind is float and not math.isfinite(value):
+        raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got '{text}'")
+    return value
+
+
+# Every integer option of a family is a size or a count: at least 1 (or the family's `least` for
+# it, e.g. a depth of 0) and at most this, so that a typo never asks for a network of 10^12 units.
+MAX_SIZE = 2**16
 
 
 def parse_hparams(cls, args: list[str]) -> dict:
@@ -144,6 +153,8 @@ def parse_hparams(cls, args: list[str]) -> dict:
                     raise UsageError(f"--{key} needs a value")
                 value = args[i]
             out[name] = _convert(name, value, default)
+        if isinstance(default, int) and not isinstance(default, bool):
+            check_count(f"--{key}", out[name], MAX_SIZE, cls.least.get(name, 1))
         allowed = cls.choices.get(name)
         if allowed and out[name] not in allowed:
             raise UsageError(f"--{key} must be one of {', '.join(map(str, allowed))}, got '{out[name]}'")

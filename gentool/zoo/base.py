@@ -87,6 +87,7 @@ class GenerativeModel(nn.Module):
     name: str = ""
     defaults: dict = {}
     choices: dict = {}
+    least: dict = {}  # integer options that may go below 1, with their least value (every other is at least 1)
     train_defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "lr_schedule": "constant"}
     evaluation = "metrics"  # what `evaluate` reports: `metrics` on a split, or the quality of `samples`
     evaluation_options: tuple = ()  # the `evaluate` options the family reads (runtime.declaration.Option)

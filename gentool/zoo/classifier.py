@@ -65,6 +65,7 @@ class Classifier(GenerativeModel):
 
     name = "classifier"
     defaults = {"width": 32, "dropout": 0.3, "shift": 2}
+    least = {"shift": 0}
     train_defaults = {"epochs": 12, "batch_size": 128, "lr": 2e-3, "lr_schedule": "cosine"}
 
     def __init__(self, image_shape, hparams, num_classes=None):

@@ -99,6 +99,7 @@ class DAE(GenerativeModel):
     name = "dae"
     defaults = {"noise": "gaussian", "noise_level": 0.5, "blind": True, "estimate_level": True, "width": 8, "depth": 0}
     choices = {"noise": ("gaussian", "mask", "salt-pepper")}
+    least = {"depth": 0}
     train_defaults = {**GenerativeModel.train_defaults, "lr_schedule": "cosine"}
     evaluation_options = (Option("noise_level", float, None, "Corrupt the split at this level (default: the model's).", lambda v: 0 <= v <= 1, "in [0, 1]"),)
 
