@@ -154,16 +154,17 @@ def model_options(command):
 
 def provenance(art, **extra) -> dict[str, str]:
     """What made an image, for its PNG tEXt chunks: `Software`, and `gentool`, a JSON object with the
-    version, the verb, its arguments (all but where the output goes and the device), the origin of
-    the artifact's graphs (a hash of the weights, epoch and step) and `extra` (which image of several
-    a file holds): enough to draw it again."""
+    version, the verb, its arguments (all but where the output goes and the device; the grid's
+    layout too), the artifact as the path it resolved to (a bare model name's run, the bundled
+    model), the origin of its graphs (a hash of the weights, epoch and step) and `extra` (which
+    image of several a file holds): enough to draw the same file again."""
     from typer._click.globals import get_current_context  # Typer 0.26+ bundles click, with no public accessor
 
     from gentool import images
 
     ctx = get_current_context()
-    arguments = {k: v.value if isinstance(v, Enum) else v for k, v in ctx.params.items()
-                 if v is not None and k not in ("out", "device", "nrow")}
+    arguments = {k: v.value if isinstance(v, Enum) else v for k, v in ctx.params.items() if v is not None and k not in ("out", "device")}
+    arguments[next((k for k in ("artifact", "model") if k in ctx.params), "artifact")] = str(art.path.absolute())
     return images.made_by(ctx.info_name, **arguments, origin=art.meta.get("origin"), **extra)
 
 

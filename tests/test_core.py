@@ -122,6 +122,10 @@ def test_a_written_image_says_what_made_it(runs, tmp_path):
             "-o", tmp_path / "again.jpg", torch_free=True)
     assert json.loads(Image.open(tmp_path / "again.jpg").info["comment"])["seed"] == 3
     assert np.array_equal(png(drawn), png(gentool("sample", made["artifact"], "-n", "4", "--seed", "3", "--truncation", "1.5").stdout))
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "vae-mnist").symlink_to(runs["vae"])
+    laid_out = json.loads(Image.open(io.BytesIO(gentool("sample", "vae", "-n", "4", "--nrow", "2", cwd=tmp_path).stdout)).text["gentool"])
+    assert laid_out["nrow"] == 2 and laid_out["artifact"] == str(tmp_path / "runs" / "vae-mnist")  # the run, not the bare name
 
 
 def test_slerp_keeps_the_ends_and_a_gaussian_norm(runs):
