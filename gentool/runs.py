@@ -7,6 +7,7 @@ import glob
 import json
 import math
 import os
+import socket
 import struct
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 from gentool.errors import UsageError
 
 ROOT = Path("runs")
-CLAIM = ".gentool-run"  # created exclusively in a run directory by the training that owns it
+CLAIM = ".gentool-run"  # created exclusively in a run directory by the training writing it: "PID HOST"
 
 
 def new_run_dir(model: str, data_name: str) -> Path:
@@ -28,17 +29,55 @@ def new_run_dir(model: str, data_name: str) -> Path:
     return path
 
 
-def _claim_in(path: Path) -> bool:
-    """Create the claim file in `path` (exclusively); False if another training holds it."""
+def claimant(path: Path) -> int | None:
+    """The process that holds the claim on run directory `path`, or None when there is no claim or
+    its process is gone (killed before it could give the claim up: a stale claim). A claim from
+    another host, or one so new that its writer has not filled it in yet, counts as held."""
+    file = path / CLAIM
     try:
-        fd = os.open(path / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise UsageError(f"cannot write '{path}': {exc.strerror or exc}") from None
-    os.write(fd, f"{os.getpid()}\n".encode())
-    os.close(fd)
-    return True
+        text, age = file.read_text(), time.time() - file.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return -1
+    pid, _, host = text.strip().partition(" ")
+    if not pid.isdigit():
+        return -1 if age < 10 else None
+    if host and host != socket.gethostname():
+        return int(pid)
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return None
+    except OSError:  # alive, another user's
+        pass
+    return int(pid)
+
+
+def _claim_in(path: Path) -> bool:
+    """Create the claim file in `path` (exclusively); False if a live training holds it. A stale
+    claim is taken over, with a note: moved aside first, so that of two takers one wins."""
+    for _ in range(3):
+        try:
+            fd = os.open(path / CLAIM, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if claimant(path) is not None:
+                return False
+            aside = path / f"{CLAIM}.stale-{os.getpid()}"
+            try:
+                os.rename(path / CLAIM, aside)
+            except FileNotFoundError:  # another process took it over first
+                continue
+            stale = aside.read_text().split(" ")[0].strip() or "?"
+            aside.unlink()
+            print(f"note: '{path}' was claimed by process {stale}, which is gone: taking it over", file=sys.stderr, flush=True)
+            continue
+        except OSError as exc:
+            raise UsageError(f"cannot write '{path}': {exc.strerror or exc}") from None
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        os.close(fd)
+        return True
+    return False
 
 
 def claim(out: Path | None, model: str, data_name: str) -> Path:
@@ -57,7 +96,7 @@ def claim(out: Path | None, model: str, data_name: str) -> Path:
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        taken = any(out.iterdir())
+        taken = any(p.name != CLAIM for p in out.iterdir())
     except OSError as exc:
         raise UsageError(f"cannot write '{out}': {exc.strerror or exc}") from None
     if taken or not _claim_in(out):
@@ -65,11 +104,22 @@ def claim(out: Path | None, model: str, data_name: str) -> Path:
     return out
 
 
-def release_if_unused(path: Path) -> None:
-    """Give up the claim on a run directory that holds nothing else (a training that failed before
-    its first checkpoint), so that the same --out can be used again."""
-    if path is not None and [p.name for p in path.iterdir()] == [CLAIM]:
-        (path / CLAIM).unlink()
+def hold(path: Path) -> None:
+    """Claim an existing run directory for `--resume`: a usage error while a live training holds it."""
+    if not _claim_in(path):
+        raise UsageError(f"'{path}' is being trained by process {claimant(path)}; wait for it, or stop it "
+                         f"(if no such training runs, remove '{path / CLAIM}')")
+
+
+def release(path: Path | None) -> None:
+    """Give up this process's claim on a run directory (a training's last step, however it ends),
+    so that it can be resumed, or trained into again if nothing was written."""
+    file = None if path is None else path / CLAIM
+    try:
+        if file is not None and file.read_text().split(" ")[0].strip() == str(os.getpid()):
+            file.unlink()
+    except OSError:
+        pass
 
 
 def resolve(spec: str, holding: str, what: str) -> Path:

@@ -117,10 +117,11 @@ def _setup(opts: Options, writer: bool = True):
     if opts.resume:
         run_dir = Path(opts.resume)
         model, meta, state = checkpoint.load_resume(run_dir)
-        if writer:
-            files.remove_stale_temps(run_dir)
         model.train()
         train_set, _ = datasets.training_set(meta["data"], meta["train"]["limit"], meta["train"].get("classes"), checkpoint.data_size(meta))
+        if writer:  # the last step, so that nothing between it and the loop can leave the claim held
+            runs.hold(run_dir)
+            files.remove_stale_temps(run_dir)
         return run_dir, model, meta, state, train_set
     start = None
     if opts.init:
@@ -238,9 +239,8 @@ def _train(opts: Options, world: distributed.World, device: torch.device) -> Pat
         loop = Loop(opts, world, device, run_dir, model, meta, state, train_set)
         loop.run()
         return finish(loop) if world.writer else None
-    except BaseException:
-        runs.release_if_unused(run_dir)
-        raise
+    finally:
+        runs.release(run_dir)
 
 
 class Loop:

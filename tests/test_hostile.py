@@ -134,3 +134,35 @@ def test_labels_are_checked_before_any_table_is_sized_by_them(tmp_path, labels, 
     np.savez(tmp_path / "set.npz", images=np.zeros((8, 28, 28), np.uint8), labels=labels)
     proc = gentool("train", "gan", "--conditional", "--data", tmp_path / "set.npz", "--epochs", "1", "--out", tmp_path / "run", check=False)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+
+
+def test_a_claim_is_released_however_a_training_ends_and_a_dead_ones_is_taken_over(runs, tmp_path, warm):
+    """A run directory left by a training killed before its first checkpoint (only its claim, from
+    a process that is gone) is trained into again; a live claim refuses --resume; of two --resume
+    of one run at once, one trains and the other is told; and a finished training holds no claim."""
+    import socket
+
+    from gentool import checkpoint, runs as listing
+
+    left = tmp_path / "left"
+    left.mkdir()
+    (left / listing.CLAIM).write_text(f"{_dead_pid()} {socket.gethostname()}\n")
+    args = ["vae", "--arch", "mlp", "--hidden", "16", "--data", "mnist", "--limit", "64", "--epochs", "1", "--no-export"]
+    proc = gentool("train", *args, "--out", left)
+    assert "which is gone: taking it over" in proc.stderr and not (left / listing.CLAIM).exists()
+    (left / listing.CLAIM).write_text(f"{os.getpid()} {socket.gethostname()}\n")  # a live process's
+    proc = gentool("train", "--resume", left, "--epochs", "2", check=False)
+    assert proc.returncode == 2 and f"is being trained by process {os.getpid()}" in proc.stderr
+    (left / listing.CLAIM).unlink()
+    shutil.copytree(runs["vae"], tmp_path / "both")
+    resume = ["train", "--resume", tmp_path / "both", "--epochs", "4", "--no-export"]
+    results = sorted((p.returncode, p.stderr) for p in warm.run(resume, resume))
+    assert [code for code, _ in results] == [0, 2] and "is being trained by process" in results[1][1], results
+    assert checkpoint.read_meta(tmp_path / "both")["epoch"] == 4 and not (tmp_path / "both" / listing.CLAIM).exists()
