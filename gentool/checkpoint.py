@@ -8,15 +8,13 @@ and RNG state (see `save` for why the weights are in both).
 
 from __future__ import annotations
 
-import errno
 import json
-import shutil
 from pathlib import Path
 
 import torch
 
 from gentool import data as datasets
-from gentool.errors import GentoolError, UsageError
+from gentool.errors import UsageError
 from gentool.files import atomic_path
 
 WEIGHTS = "model.safetensors"
@@ -27,25 +25,6 @@ def versions() -> dict[str, str]:
     import gentool
 
     return {"gentool": gentool.__version__, "torch": torch.__version__}
-
-
-def _disk_full(exc: BaseException, path: Path) -> bool:
-    """Whether a writer's error means the disk is full (torch and safetensors say it in their own words)."""
-    text = str(exc)
-    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text or "os error 28" in text:
-        return True
-    return "write failed" in text and shutil.disk_usage(path.parent).free < 2**20
-
-
-def _write(path: Path, writer) -> None:
-    """`writer(tmp)` writes the file atomically; a full disk is said so, in one line."""
-    with atomic_path(path) as tmp:
-        try:
-            writer(tmp)
-        except Exception as exc:
-            if _disk_full(exc, path):
-                raise GentoolError(f"no space left on device: cannot write '{path}'") from None
-            raise
 
 
 def save(run_dir: Path, model: torch.nn.Module, meta: dict, resume_state: dict | None = None) -> None:
@@ -60,8 +39,10 @@ def save(run_dir: Path, model: torch.nn.Module, meta: dict, resume_state: dict |
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     text = json.dumps({**meta, "versions": versions()})
     if resume_state is not None:
-        _write(Path(run_dir) / RESUME, lambda tmp: torch.save({**resume_state, "model": tensors, "meta": text}, tmp))
-    _write(Path(run_dir) / WEIGHTS, lambda tmp: save_file(tensors, str(tmp), metadata={"gentool": text}))
+        with atomic_path(Path(run_dir) / RESUME) as tmp:
+            torch.save({**resume_state, "model": tensors, "meta": text}, tmp)
+    with atomic_path(Path(run_dir) / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"gentool": text})
 
 
 def weights_path(path: Path) -> Path:

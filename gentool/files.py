@@ -1,13 +1,15 @@
 """Small file helpers: atomic writes, binary stdout, and reading a path or '-' (stdin)."""
 
 import contextlib
+import errno
 import os
+import shutil
 import re
 import stat
 import sys
 from pathlib import Path
 
-from gentool.errors import UsageError
+from gentool.errors import GentoolError, UsageError
 
 
 def display_name(src: str) -> str:
@@ -50,7 +52,8 @@ def atomic_path(path):
     even when the writer replaced the temporary file with its own 0o600 one, as safetensors does).
     A symlink is resolved and its target written so. A device, FIFO or socket (`-o /dev/null`, a
     named pipe, `/dev/stdout`) is written in place: replacing it would destroy it. An OSError, in
-    the block or in the rename, becomes UsageError("cannot write 'PATH': reason").
+    the block or in the rename, becomes UsageError("cannot write 'PATH': reason"); any error there
+    with the disk full becomes GentoolError("no space left on device: cannot write 'PATH'").
     """
     path = Path(path)
     if path.is_dir():
@@ -73,11 +76,24 @@ def atomic_path(path):
         yield tmp
         os.chmod(tmp, mode)  # also when the writer made its own file (safetensors creates it 0600)
         os.replace(tmp, target)
-    except OSError as exc:
-        raise _cannot_write(path, exc) from None
+    except Exception as exc:
+        if getattr(exc, "errno", None) == errno.ENOSPC or _no_space(target.parent):
+            raise GentoolError(f"no space left on device: cannot write '{path}'") from None
+        if isinstance(exc, OSError):
+            raise _cannot_write(path, exc) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _no_space(folder: Path) -> bool:
+    """Whether the disk under `folder` is full: asked after a failed write, because the writers
+    (torch's, safetensors', onnx's) each say it in their own words, or not at all."""
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 def atomic_write(path, data: bytes) -> None:
