@@ -50,13 +50,17 @@ def _save(figure, out: str | Path) -> None:
         files.atomic_write(Path(out), buffer.getvalue())
 
 
+PLOTTABLE = 1e100  # beyond this a value is not a figure but a diverged run's overflow
+
+
 def curves(rows: list[dict]) -> dict[str, dict[str, list]]:
     """Panel name -> {'train'/'test'/'': (epochs, values)}: each loss term with its train and test
-    values, and the quick FID on its own."""
+    values, and the quick FID on its own. Only numbers are drawn, and only those a plot can scale
+    to (a diverged run's NaN, inf or 1e308 would break its axes)."""
     panels: dict[str, dict[str, list]] = {}
     for row in rows:
         for key, value in row.items():
-            if key in ("epoch", "seconds") or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if key in ("epoch", "seconds") or isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) < PLOTTABLE:
                 continue
             split, _, name = key.partition("_") if key.startswith(("train_", "test_")) else ("", "", key)
             epochs, values = panels.setdefault(name, {}).setdefault(split, ([], []))
@@ -74,6 +78,8 @@ def training_curves(run: Path, out: str | Path) -> None:
     if not rows:
         raise UsageError(f"'{Path(run) / 'metrics.jsonl'}' has no epochs yet")
     panels = curves(rows)
+    if not panels:
+        raise UsageError(f"'{Path(run) / 'metrics.jsonl'}' has no figures to draw (no finite losses in any epoch)")
     columns = min(len(panels), 3)
     figure, axes = plt.subplots(math.ceil(len(panels) / columns), columns, figsize=(4.2 * columns, 3.2 * math.ceil(len(panels) / columns)),
                                 squeeze=False)

@@ -166,3 +166,15 @@ def test_a_claim_is_released_however_a_training_ends_and_a_dead_ones_is_taken_ov
     results = sorted((p.returncode, p.stderr) for p in warm.run(resume, resume))
     assert [code for code, _ in results] == [0, 2] and "is being trained by process" in results[1][1], results
     assert checkpoint.read_meta(tmp_path / "both")["epoch"] == 4 and not (tmp_path / "both" / listing.CLAIM).exists()
+
+
+def test_plot_draws_what_is_drawable_of_any_metrics(runs, tmp_path):
+    """Epochs without losses, or with NaN, Infinity, 1e308, strings and flags, are no internal error."""
+    run = _copy_run(runs["vae"], tmp_path, "run")
+    (run / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2, "test_loss": NaN, "train_loss": 1e308, "fid_1k": Infinity, "x": "a", "ok": true}\n')
+    proc = gentool("plot", run, "-o", tmp_path / "none.png", check=False)
+    assert proc.returncode == 2 and "has no figures to draw" in proc.stderr and not (tmp_path / "none.png").exists()
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 3, "test_loss": 540.5}\n')
+    gentool("plot", run, "-o", tmp_path / "some.png")
+    assert (tmp_path / "some.png").stat().st_size > 1000
