@@ -85,7 +85,35 @@ def join(device: str) -> tuple[World, torch.device]:
         chosen = torch.device("cuda", local)
         torch.cuda.set_device(chosen)
     torch.distributed.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+    _end_on_stop_signals()
     return World(rank, size), chosen
+
+
+STOP_GRACE = 5.0  # seconds a process of a world has, after Ctrl-C or SIGTERM, to stop by itself
+
+
+def _end_on_stop_signals() -> None:
+    """Make Ctrl-C and SIGTERM end this process within STOP_GRACE, even while it waits in a
+    collective for a process that is gone (a peer that failed before it joined): Python runs its
+    signal handlers only between bytecodes, never inside gloo's wait, so a thread reads the signal
+    numbers the interpreter writes to its wakeup fd and ends the process if it has not stopped by
+    then. A process that is not stuck stops at its next step as it would alone."""
+    import signal
+    import threading
+    import time
+
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def watch():
+        while True:
+            received = os.read(read, 1)
+            if received and received[0] in (signal.SIGINT, signal.SIGTERM):
+                time.sleep(STOP_GRACE)
+                os._exit(128 + received[0])
+
+    threading.Thread(target=watch, name="stop-watch", daemon=True).start()
 
 
 class WorldBatchNorm(nn.modules.batchnorm._BatchNorm):

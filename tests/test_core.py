@@ -168,6 +168,24 @@ def test_torchrun_two_processes_train_the_weights_of_one(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
 
 
+def test_torchrun_ends_soon_when_one_process_fails_before_the_others_wait_for_it(tmp_path):
+    """Rank 0 refuses a used --out (only it claims the run directory) while rank 1 goes on to wait
+    for it in a collective that never comes: torchrun's SIGTERM ends rank 1 within its grace, not
+    torchrun's 30 s."""
+    import time
+
+    from gentool.distributed import STOP_GRACE
+
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "x").touch()
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gentool", "train"]
+    started = time.monotonic()
+    proc = subprocess.run([*torchrun, "vae", "--arch", "mlp", "--data", "mnist", "--limit", "64", "--device", "cpu", "--out", str(tmp_path / "used")],
+                          capture_output=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=60)
+    assert proc.returncode != 0 and "already exists and is not empty" in proc.stderr.decode()
+    assert time.monotonic() - started < STOP_GRACE + 20 and b"forcefully exiting via 9" not in proc.stderr
+
+
 def test_graphs_outside_what_gentool_exports_are_refused(tmp_path, digits):
     """A Loop (which could run for ever), a custom-domain op, and a decoder whose input does not fit
     its metadata never get to run."""
