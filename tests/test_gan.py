@@ -117,7 +117,9 @@ def test_truncated_draws_are_the_truncated_normal_in_one_pass(gan):
         assert np.array_equal(eps, latent.standard_normals(np.random.default_rng(0), (500, 100), truncation))
     assert png(gentool("sample", gan, "-n", "4", "--truncation", "1e-9", torch_free=True).stdout).std() > 0.01
     proc = gentool("sample", gan, "--truncation", "0", torch_free=True, check=False)
-    assert proc.returncode == 2 and "--truncation must be positive" in proc.stderr
+    assert proc.returncode == 2 and "--truncation must be a positive number" in proc.stderr
+    proc = gentool("sample", gan, "--truncation", "inf", torch_free=True, check=False)
+    assert proc.returncode == 2 and "--truncation must be a positive number, got inf" in proc.stderr
     assert png(gentool("sample", gan, "-n", "4", "--truncation", "0.7", torch_free=True).stdout).std() > 0.01
 
 

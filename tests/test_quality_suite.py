@@ -136,7 +136,7 @@ def test_sample_quality_against_truncation(runs, tmp_path):
     assert {k: v for k, v in rows[1].items() if k != "truncation"} == untruncated and "truncation" not in untruncated
     assert rows[0]["fid"] != untruncated["fid"]
     assert json.loads(gentool(*args, "--truncation", "0.3", torch_free=True).stdout) == rows[0]
-    for bad, message in [("0", "must be positive"), ("x", "positive numbers or 'none'")]:
+    for bad, message in [("0", "must be positive numbers"), ("0.5,inf", "must be positive numbers"), ("x", "positive numbers or 'none'")]:
         proc = gentool(*args, "--truncation", bad, torch_free=True, check=False)
         assert proc.returncode == 2 and message in proc.stderr
     proc = gentool(*args, "--truncation", "1", "--plot", tmp_path / "one.png", torch_free=True, check=False)

@@ -51,8 +51,8 @@ def standard_normals(rng: np.random.Generator, shape: tuple[int, int], truncatio
     grows without bound as the truncation shrinks)."""
     if truncation is None:
         return rng.standard_normal(shape)
-    if not truncation > 0:
-        raise UsageError(f"--truncation must be positive, got {truncation}")
+    if not 0 < truncation < math.inf:
+        raise UsageError(f"--truncation must be a positive number, got {truncation}")
     low = max(0.5 * math.erfc(truncation / math.sqrt(2)), 1e-300)  # P(Z < -truncation), kept above 0
     return _INVERSE_CDF(rng.uniform(low, 1 - low, shape))
 
@@ -216,8 +216,8 @@ def truncation_settings(text: str | None) -> list[dict]:
         values = [None if item.strip().lower() == "none" else float(item) for item in text.split(",")]
     except ValueError:
         raise UsageError(f"--truncation takes positive numbers or 'none', comma-separated, got '{text}'") from None
-    if any(v is not None and not v > 0 for v in values):
-        raise UsageError(f"--truncation values must be positive, got '{text}'")
+    if any(v is not None and not 0 < v < math.inf for v in values):
+        raise UsageError(f"--truncation values must be positive numbers, got '{text}'")
     return [{"truncation": v} for v in values]
 
 
