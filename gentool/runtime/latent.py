@@ -260,7 +260,7 @@ def _activity(value, meta: dict) -> bool:
 _Z_GRAPH = Role(inputs=(Tensor("z", "N latent_dim"), Tensor("label", "N", "int64", optional=True)),
                 outputs=((Tensor("*", "N C H W"),),))
 _CODES = (("decoder",), ("generator",))
-TRUNCATION = Option("truncation", float, None, "Redraw latent values beyond +-T (e.g. 1.0): more typical, less varied images.")
+TRUNCATION = Option("truncation", float, None, "Draw latent values from the normal truncated to +-T (e.g. 1.0): more typical, less varied images.")
 SAMPLER = Sampler(
     name="latent",
     roles={
