@@ -186,20 +186,29 @@ def neighbour_radii(x, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
     return radii
 
 
-def manifold_metrics(real, fake, k_pr: int = 3, k_dc: int = 5) -> dict[str, float]:
+K_PR, K_DC = 3, 5  # the neighbours of precision/recall and of density/coverage
+
+
+def real_radii(real) -> dict[int, np.ndarray]:
+    """The real set's part of `manifold_metrics`, to compute once for several generated sets."""
+    return neighbour_radii(real, (K_PR, K_DC))
+
+
+def manifold_metrics(real, fake, radii: dict[int, np.ndarray] | None = None) -> dict[str, float]:
     """`precision` and `recall` (Kynkaanniemi et al. 2019, k = 3): the fraction of generated samples
     inside the real manifold (the union of balls reaching each real point's k-th neighbour), and of
     real samples inside the generated one; `density` and `coverage` (Naeem et al. 2020, k = 5): the
     mean number of real balls holding a generated sample, over k, and the fraction of real balls
-    holding at least one."""
+    holding at least one. `radii`: the real set's `real_radii`, when already known."""
+    k_pr, k_dc = K_PR, K_DC
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
-    real_radii, fake_radii = neighbour_radii(real, (k_pr, k_dc)), neighbour_radii(fake, (k_pr,))[k_pr]
+    balls, fake_radii = radii or real_radii(real), neighbour_radii(fake, (k_pr,))[k_pr]
     precise, density = 0, 0
     recalled, covered = np.zeros(len(real), bool), np.zeros(len(real), bool)
     for i in range(0, len(fake), _ROWS):
         d = _distances(fake[i : i + _ROWS], real)  # (fakes, reals)
-        precise += int((d <= real_radii[k_pr][None, :]).any(1).sum())
-        inside = d <= real_radii[k_dc][None, :]
+        precise += int((d <= balls[k_pr][None, :]).any(1).sum())
+        inside = d <= balls[k_dc][None, :]
         density += int(inside.sum())
         covered |= inside.any(0)
         recalled |= (d <= fake_radii[i : i + _ROWS, None]).any(0)

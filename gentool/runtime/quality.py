@@ -61,13 +61,14 @@ def features(graphs: Graphs, images: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def compare(real: np.ndarray, fake: np.ndarray, fake_logits: np.ndarray | None = None,
-            labels: np.ndarray | None = None, seed: int = 0) -> dict[str, float]:
+            labels: np.ndarray | None = None, seed: int = 0, radii: dict | None = None) -> dict[str, float]:
     """The suite's figures for generated features against real ones: fid, kid (+ kid_std), precision,
     recall, density, coverage; from the logits of the generated images `classifier_score`, and with
-    the labels they were drawn for `label_accuracy`."""
+    the labels they were drawn for `label_accuracy`. `radii`: the real set's `metrics.real_radii`,
+    when several generated sets are compared with one real set."""
     kid, kid_std = metrics.kernel_inception_distance(real, fake, seed=seed)
     out = {"fid": metrics.frechet_distance(*metrics.gaussian_stats(real), *metrics.gaussian_stats(fake)),
-           "kid": kid, "kid_std": kid_std, **metrics.manifold_metrics(real, fake)}
+           "kid": kid, "kid_std": kid_std, **metrics.manifold_metrics(real, fake, radii)}
     if fake_logits is not None:
         out["classifier_score"] = metrics.classifier_score(fake_logits)
         if labels is not None:
@@ -127,6 +128,7 @@ def evaluate_settings(graphs: Graphs, n: int, seed: int, network: Artifact, netw
         test = split_features(network, key, data_name, "test")
         train = split_features(network, key, data_name, "train", min(n, len(test)))
     floor = metrics.frechet_distance(*metrics.gaussian_stats(train), *metrics.gaussian_stats(test))
+    radii = metrics.real_radii(test) if len(settings) > 1 else None  # once for every row
     rows = []
     for options, sample in zip(settings, samplers):
         with progress.stage(f"drawing {n} samples"):
@@ -135,7 +137,7 @@ def evaluate_settings(graphs: Graphs, n: int, seed: int, network: Artifact, netw
         with progress.stage("fid, kid, precision, recall, density, coverage"):
             rows.append({"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
                          **options,
-                         **compare(test, fake, logits, labels, seed), "fid_train_vs_test": floor})
+                         **compare(test, fake, logits, labels, seed, radii), "fid_train_vs_test": floor})
     return rows
 
 
