@@ -13,11 +13,11 @@ from gentool.runtime import diffusion
 MU, S = 0.3, 0.5
 
 
-def exact_eps(abar: np.ndarray):
-    """E[eps | x_t] when x_0 ~ N(MU, S^2): sqrt(1 - abar) (x_t - sqrt(abar) MU) / (abar S^2 + 1 - abar)."""
+def exact_eps(abar: np.ndarray, mu: float = MU, s: float = S):
+    """E[eps | x_t] when x_0 ~ N(mu, s^2): sqrt(1 - abar) (x_t - sqrt(abar) mu) / (abar s^2 + 1 - abar)."""
     def eps(x, t):
         a = abar[t]
-        return math.sqrt(1 - a) * (x - math.sqrt(a) * MU) / (a * S * S + 1 - a)
+        return math.sqrt(1 - a) * (x - math.sqrt(a) * mu) / (a * s * s + 1 - a)
 
     return eps
 
@@ -93,3 +93,74 @@ def test_the_forward_process_ends_in_standard_normal_noise(schedule_name):
     noisy = math.sqrt(abar[-1]) * x0 + math.sqrt(1 - abar[-1]) * np.random.default_rng(0).standard_normal(x0.shape)
     assert abs(noisy.mean()) < 0.01 and abs(noisy.std() - 1) < 0.01
     assert schedule.betas(schedule_name).max() <= 0.999
+
+
+def _exact_eps_graph(tmp_path, total=1000, mu=0.0, s=0.3):
+    """An `eps` graph for 1x4x4 images whose data is N(mu, s^2) in model space: the exact noise
+    estimate, eps = c1[t] (x - c2[t]), its tables over the model's `total` steps."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    abar = schedule.alphas_cumprod("linear", total)
+    c1, c2 = np.sqrt(1 - abar) / (abar * s * s + 1 - abar), np.sqrt(abar) * mu
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    t = helper.make_tensor_value_info("t", TensorProto.INT64, ["batch"])
+    out = helper.make_tensor_value_info("eps", TensorProto.FLOAT, ["batch", 1, 4, 4])
+    tables = [helper.make_tensor(name, TensorProto.FLOAT, [total], values.astype(np.float32)) for name, values in (("c1", c1), ("c2", c2))]
+    column = helper.make_tensor("column", TensorProto.INT64, [4], [-1, 1, 1, 1])
+    nodes = [helper.make_node("Gather", ["c1", "t"], ["g1"]), helper.make_node("Gather", ["c2", "t"], ["g2"]),
+             helper.make_node("Reshape", ["g1", "column"], ["k1"]), helper.make_node("Reshape", ["g2", "column"], ["k2"]),
+             helper.make_node("Sub", ["x", "k2"], ["d"]), helper.make_node("Mul", ["d", "k1"], ["eps"])]
+    proto = helper.make_model(helper.make_graph(nodes, "exact", [x, t], [out], [*tables, column]), opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 9
+    for key, value in {"model": "ddpm", "role": "eps", "image_shape": [1, 4, 4], "schedule": "linear", "diffusion_steps": total}.items():
+        proto.metadata_props.add(key=f"gentool.{key}", value=json.dumps(value))
+    onnx.save(proto, tmp_path / "eps.onnx")
+    return tmp_path / "eps.onnx"
+
+
+@pytest.mark.parametrize("args, name, steps, eta", [(["--sampler", "ddim", "--steps", "20"], "ddim", 20, 0.0),
+                                                   (["--sampler", "ddim", "--steps", "20", "--eta", "1"], "ddim", 20, 1.0),
+                                                   (["--sampler", "dpm++", "--steps", "10"], "dpm++", 10, 0.0),
+                                                   (["--sampler", "ddpm"], "ddpm", None, 0.0), ([], "ddim", 50, 0.0)])
+def test_sample_runs_an_eps_graph_torch_free(tmp_path, args, name, steps, eta):
+    """`gentool sample` on an exported noise network, with the sampler's own flags, is the sampler
+    run over that network: seeded noise, the steps' draws from the same generator, the data
+    estimate clipped to [-1, 1], and (x + 1) / 2 as the image (here the exact noise estimate of
+    N(0, 0.3^2) data, so the images are of mean 0.5 and spread 0.15)."""
+    from conftest import gentool, png
+
+    drawn = png(gentool("sample", _exact_eps_graph(tmp_path), "-n", "400", "--nrow", "20", "--seed", "1", *args, torch_free=True).stdout)
+    pixels = drawn[2:, 2:].reshape(20, 6, 20, 6)[:, :4, :, :4].transpose(0, 2, 1, 3).reshape(400, 1, 4, 4)  # the grid, unpadded
+    rng = np.random.default_rng(1)
+    abar = schedule.alphas_cumprod("linear")
+    noise = rng.standard_normal((400, 1, 4, 4))
+    expected = ((diffusion.run(exact_eps(abar, 0.0, 0.3), diffusion.stepper(name, abar, steps, eta), noise, rng) + 1) / 2).clip(0, 1)
+    assert np.abs(pixels - expected).max() <= 1 / 255 + 1e-4
+    if name == "ddpm":
+        assert abs(pixels.mean() - 0.5) < 0.005 and abs(pixels.std() - 0.15) < 0.005
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sampler", "nope"], "--sampler must be one of ddpm, ddim, dpm++, got 'nope'"),
+    (["--steps", "0"], "--steps must be in 1..1000 (the model's diffusion steps), got 0"),
+    (["--steps", "1001"], "--steps must be in 1..1000"),
+    (["--sampler", "ddpm", "--steps", "5"], "--sampler ddpm runs every one of the model's 1000 steps"),
+    (["--sampler", "dpm++", "--eta", "0.5"], "--eta is DDIM's noise scale"),
+    (["--eta", "2"], "--eta must be in [0, 1], got 2.0"),
+    (["--truncation", "1"], "--truncation: not an option of 'sample' for this ddpm artifact (it takes --sampler, --steps, --eta)"),
+])
+def test_the_sampler_flags_are_checked(tmp_path, args, message):
+    from conftest import gentool
+
+    proc = gentool("sample", _exact_eps_graph(tmp_path), *args, torch_free=True, check=False)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_sample_help_lists_the_diffusion_flags():
+    from conftest import in_process
+
+    shown = " ".join(in_process("sample", "--help").stdout.decode().replace("│", " ").split())
+    assert "--sampler" in shown and "--eta" in shown and "models with an eps" in shown

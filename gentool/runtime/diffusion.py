@@ -22,6 +22,9 @@ from typing import Callable
 import numpy as np
 
 from gentool import schedule
+from gentool.errors import UsageError
+from gentool.runtime.artifact import Graphs
+from gentool.runtime.declaration import Option, Role, Sampler, Tensor, Verb, positive_int
 
 SAMPLERS = ("ddpm", "ddim", "dpm++")
 
@@ -99,11 +102,61 @@ def stepper(name: str, alphas_cumprod: np.ndarray, steps: int | None = None, eta
     raise ValueError(f"unknown sampler '{name}': choose one of {', '.join(SAMPLERS)}")
 
 
-def run(eps: Callable[[np.ndarray, int], np.ndarray], walk: Stepper, noise: np.ndarray, rng: np.random.Generator,
-        track: Callable = lambda steps: steps) -> np.ndarray:
-    """From `noise` (x at the first timestep) to the data: one network call per step. `track`
-    wraps the steps (a progress bar)."""
+def run(eps: Callable[[np.ndarray, int], np.ndarray], walk: Stepper, noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """From `noise` (x at the first timestep) to the data: one network call per step."""
     x = noise
-    for i in track(range(len(walk.timesteps))):
+    for i in range(len(walk.timesteps)):
         x = walk.step(x, eps(x, int(walk.timesteps[i])), i, rng)
     return x
+
+
+def _eps_network(graphs: Graphs, n: int, labels: np.ndarray | None):
+    """The `eps` graph as the samplers' callable: x_t (model space, [-1, 1]) and an integer t."""
+    extra = {} if labels is None else {"label": labels}
+
+    def eps(x: np.ndarray, t: int) -> np.ndarray:
+        (out,) = graphs.run("eps", {"x": x.astype(np.float32), "t": np.full(n, t, np.int64), **extra}).values()
+        return out.astype(np.float64)
+
+    return eps
+
+
+DEFAULT_STEPS = {"ddim": 50, "dpm++": 20}
+
+
+def sample(graphs: Graphs, n: int, seed: int, labels: np.ndarray | None = None, sampler: str = "ddim",
+           steps: int | None = None, eta: float | None = None) -> np.ndarray:
+    """`n` images in [0, 1]: seeded noise taken to the data by `sampler` in `steps` steps
+    (default 50 for ddim, 20 for dpm++; ddpm runs all T), `eta` the DDIM noise scale."""
+    if sampler not in SAMPLERS:
+        raise UsageError(f"--sampler must be one of {', '.join(SAMPLERS)}, got '{sampler}'")
+    total = graphs.need("diffusion_steps", "sample")
+    if sampler == "ddpm" and steps is not None:
+        raise UsageError(f"--sampler ddpm runs every one of the model's {total} steps: drop --steps (or use ddim or dpm++)")
+    if eta is not None and sampler != "ddim":
+        raise UsageError("--eta is DDIM's noise scale: it goes with --sampler ddim")
+    if eta is not None and not 0 <= eta <= 1:
+        raise UsageError(f"--eta must be in [0, 1], got {eta}")
+    steps = DEFAULT_STEPS.get(sampler) if steps is None else steps
+    if steps is not None and not 1 <= steps <= total:
+        raise UsageError(f"--steps must be in 1..{total} (the model's diffusion steps), got {steps}")
+    abar = schedule.alphas_cumprod(graphs.need("schedule", "sample"), total)
+    walk = stepper(sampler, abar, steps, eta or 0.0)
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((n, *graphs.image_shape))
+    x = run(_eps_network(graphs, n, labels), walk, noise, rng)
+    return ((x + 1) / 2).clip(0, 1).astype(np.float32)
+
+
+SAMPLER = Sampler(
+    name="diffusion",
+    roles={"eps": Role(inputs=(Tensor("x", "N C H W"), Tensor("t", "N", "int64"), Tensor("label", "N", "int64", optional=True)),
+                       outputs=((Tensor("*", "N C H W"),),))},
+    verbs={"sample": Verb(sample, (("eps",),), needs=("schedule", "diffusion_steps"), options=(
+        Option("sampler", str, "ddim", f"Diffusion sampler: {', '.join(SAMPLERS)} (ancestral over every step)."),
+        Option("steps", int, None, "Sampler steps (default: 50 for ddim, 20 for dpm++; ddpm takes every step)."),
+        Option("eta", float, None, "DDIM's noise scale, 0 (deterministic) to 1."),
+    ), cheapest={"sampler": "ddim", "steps": 10})},
+    metadata={"schedule": lambda v, meta: v in schedule.SCHEDULES,
+              "diffusion_steps": lambda v, meta: positive_int(v, 10_000)},
+)

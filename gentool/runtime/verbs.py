@@ -15,7 +15,7 @@ import importlib
 from gentool.errors import UsageError
 from gentool.runtime.declaration import Option, Role, Sampler, Verb
 
-MODULES = ("gentool.runtime.latent", "gentool.runtime.image_to_image", "gentool.runtime.quality")
+MODULES = ("gentool.runtime.latent", "gentool.runtime.image_to_image", "gentool.runtime.diffusion", "gentool.runtime.quality")
 _REGISTERED: list[Sampler] = []
 
 
