@@ -15,7 +15,7 @@ FAMILIES = sorted(zoo.families())
 
 
 def test_the_families_are_covered():
-    assert {"ae", "vae", "sparse-ae", "cae", "dae", "sr", "classifier", "gan", "wgan-gp"} <= set(FAMILIES)
+    assert {"ae", "vae", "sparse-ae", "cae", "dae", "sr", "classifier", "gan", "wgan-gp", "ddpm"} <= set(FAMILIES)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -17,7 +17,7 @@ from pathlib import Path
 from gentool.errors import UsageError, check_count
 
 _MODULES = ["gentool.zoo.ae", "gentool.zoo.vae", "gentool.zoo.sparse_ae", "gentool.zoo.cae", "gentool.zoo.dae", "gentool.zoo.sr",
-            "gentool.zoo.classifier", "gentool.zoo.gan", "gentool.zoo.wgan_gp"]
+            "gentool.zoo.classifier", "gentool.zoo.gan", "gentool.zoo.wgan_gp", "gentool.zoo.ddpm"]
 _REGISTRY: dict[str, type] = {}
 
 

@@ -21,6 +21,18 @@ def mlp(sizes: list[int], activation=nn.ReLU) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@torch.no_grad()
+def ema_update(average: nn.Module, live: nn.Module, step: int, decay: float) -> None:
+    """One step of an exponential moving average of `live`'s weights into `average` (Yazici et al.
+    2019), its decay ramped up from 0.1 over the first steps, so that a short run averages its
+    recent steps; buffers (BatchNorm statistics) are the live network's."""
+    decay = min(decay, (1 + step) / (10 + step))
+    for mean, current in zip(average.parameters(), live.parameters()):
+        mean.lerp_(current, 1 - decay)
+    for mean, current in zip(average.buffers(), live.buffers()):
+        mean.copy_(current)
+
+
 def check_sides(image_shape: tuple[int, int, int], multiple: int, what: str, hint: str = "") -> None:
     """A usage error, suggesting the `train --size` that would fit, unless the image's sides are
     multiples of `multiple`."""

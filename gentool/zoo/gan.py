@@ -34,7 +34,7 @@ from gentool.errors import UsageError
 from gentool.noise import randn_like
 from gentool.zoo import register
 from gentool.zoo.base import GenerativeModel, Graph
-from gentool.zoo.blocks import conv_grid
+from gentool.zoo.blocks import conv_grid, ema_update
 
 LABEL_DIM = 32  # size of the generator's label embedding
 
@@ -142,18 +142,10 @@ class Adversarial(GenerativeModel):
         """The generator that draws the images (exported, previewed): the weights' moving average."""
         return self.generator_ema if self.hparams["ema"] else self.generator
 
-    @torch.no_grad()
     def after_step(self, step):
-        """The exponential moving average of the generator's weights (Yazici et al. 2019), its decay
-        ramped up from 0.1 over the first steps, so a short run averages its recent steps; its
-        BatchNorm statistics are the live generator's."""
-        if not self.hparams["ema"]:
-            return
-        decay = min(self.hparams["ema"], (1 + step) / (10 + step))
-        for average, live in zip(self.generator_ema.parameters(), self.generator.parameters()):
-            average.lerp_(live, 1 - decay)
-        for average, live in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            average.copy_(live)
+        """The moving average of the generator's weights (`blocks.ema_update`)."""
+        if self.hparams["ema"]:
+            ema_update(self.generator_ema, self.generator, step, self.hparams["ema"])
 
     def networks(self):
         return {self.judge: getattr(self, self.judge), "generator": self.generator}

@@ -1,0 +1,159 @@
+"""ddpm: a denoising diffusion model (Ho et al. 2020) for small images.
+
+A compact U-Net learns the noise eps in x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, for x_0 the
+image in [-1, 1] and t uniform over the T = 1000 steps of `--schedule` (linear or cosine, read from
+`gentool.schedule`, as the samplers read it), with loss_simple = E ||eps - eps_theta(x_t, t)||^2.
+The U-Net (for sides divisible by 4: 28 -> 14 -> 7, or 32 -> 16 -> 8) has one residual block per
+level with group norm and the sinusoidal time embedding added inside it, self-attention at the
+lowest resolution and skip connections across; widths w, 2w, 2w (`--width`). The exported graph is
+the noise network alone (role `eps`: x_t, t -> eps), drawn from an exponential moving average of
+the weights (`--ema`); the schedule goes in its metadata, and `gentool.runtime.diffusion` samples
+it (DDPM, DDIM, DPM-Solver++), torch-free.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gentool import schedule
+from gentool.errors import UsageError
+from gentool.noise import rand_like, randn_like
+from gentool.zoo import register
+from gentool.zoo.base import GenerativeModel, Graph
+from gentool.zoo.blocks import check_sides, ema_update
+
+
+def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of the timestep (Vaswani et al. 2017): (N,) -> (N, dim)."""
+    half = dim // 2
+    frequencies = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * frequencies[None]
+    return torch.cat([angles.sin(), angles.cos()], 1)
+
+
+def norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(8, channels)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm, SiLU, conv; plus the time embedding's projection; GroupNorm, SiLU, dropout, conv;
+    added to the input (1x1-projected when the width changes)."""
+
+    def __init__(self, c_in: int, c_out: int, time_dim: int, dropout: float):
+        super().__init__()
+        self.first = nn.Sequential(norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1))
+        self.time = nn.Sequential(nn.SiLU(), nn.Linear(time_dim, c_out))
+        self.second = nn.Sequential(norm(c_out), nn.SiLU(), nn.Dropout(dropout), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, emb):
+        return self.skip(x) + self.second(self.first(x) + self.time(emb)[:, :, None, None])
+
+
+class Attention(nn.Module):
+    """Single-head self-attention over the positions of a feature map, added to it."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm, self.qkv, self.out = norm(channels), nn.Conv2d(channels, 3 * channels, 1), nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, c, h * w).unbind(1)
+        weights = torch.softmax(q.transpose(1, 2) @ k / math.sqrt(c), dim=-1)  # (n, hw, hw)
+        return x + self.out((v @ weights.transpose(1, 2)).reshape(n, c, h, w))
+
+
+class UNet(nn.Module):
+    """(x_t in [-1, 1], t) -> the noise estimate, both (N, C, H, W)."""
+
+    def __init__(self, channels: int, width: int, dropout: float):
+        super().__init__()
+        self.width, time_dim, wide = width, 4 * width, 2 * width
+        self.time = nn.Sequential(nn.Linear(width, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        self.inp = nn.Conv2d(channels, width, 3, padding=1)
+        self.down = nn.ModuleList([ResBlock(width, width, time_dim, dropout), ResBlock(width, wide, time_dim, dropout),
+                                   ResBlock(wide, wide, time_dim, dropout)])
+        self.shrink = nn.ModuleList([nn.Conv2d(width, width, 3, 2, 1), nn.Conv2d(wide, wide, 3, 2, 1)])
+        self.down_attention = Attention(wide)
+        self.middle = nn.ModuleList([ResBlock(wide, wide, time_dim, dropout), ResBlock(wide, wide, time_dim, dropout)])
+        self.middle_attention = Attention(wide)
+        self.up = nn.ModuleList([ResBlock(2 * wide, wide, time_dim, dropout), ResBlock(2 * wide, wide, time_dim, dropout),
+                                 ResBlock(wide + width, width, time_dim, dropout)])
+        self.up_attention = Attention(wide)
+        self.grow = nn.ModuleList([nn.Conv2d(wide, wide, 3, padding=1), nn.Conv2d(wide, wide, 3, padding=1)])
+        self.out = nn.Sequential(norm(width), nn.SiLU(), nn.Conv2d(width, channels, 3, padding=1))
+        nn.init.zeros_(self.out[-1].weight)  # starts as the zero estimate: the loss starts at 1
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, x, t):
+        emb = self.time(time_embedding(t, self.width))
+        h0 = self.down[0](self.inp(x), emb)
+        h1 = self.down[1](self.shrink[0](h0), emb)
+        h2 = self.down_attention(self.down[2](self.shrink[1](h1), emb))
+        h = self.middle[1](self.middle_attention(self.middle[0](h2, emb)), emb)
+        h = self.up_attention(self.up[0](torch.cat([h, h2], 1), emb))
+        h = self.up[1](torch.cat([self.grow[0](F.interpolate(h, scale_factor=2.0, mode="nearest")), h1], 1), emb)
+        h = self.up[2](torch.cat([self.grow[1](F.interpolate(h, scale_factor=2.0, mode="nearest")), h0], 1), emb)
+        return self.out(h)
+
+
+@register
+class DDPM(GenerativeModel):
+    """Denoising diffusion model: a U-Net noise network, sampled by DDPM, DDIM or DPM-Solver++."""
+
+    name = "ddpm"
+    defaults = {"width": 32, "schedule": "linear", "dropout": 0.1, "ema": 0.999}
+    choices = {"schedule": schedule.SCHEDULES}
+    train_defaults = {"epochs": 20, "batch_size": 128, "lr": 2e-4, "lr_schedule": "constant"}
+    evaluation = "samples"
+    preview_samples = 16  # each of the per-epoch grid and quick FID drawn in the cheapest sampler's 10 network calls
+    quick_fid_samples = 500
+
+    def __init__(self, image_shape, hparams, num_classes=None):
+        super().__init__(image_shape, hparams, num_classes)
+        check_sides(self.image_shape, 4, "ddpm")
+        width = self.hparams["width"]
+        if width % 8:
+            raise UsageError(f"--width must be a multiple of 8 (the group norm's groups), got {width}")
+        if not 0 <= self.hparams["dropout"] < 1 or not 0 <= self.hparams["ema"] < 1:
+            raise UsageError(f"--dropout and --ema must be in [0, 1), got {self.hparams['dropout']} and {self.hparams['ema']}")
+        self.net = UNet(self.image_shape[0], width, self.hparams["dropout"])
+        if self.hparams["ema"]:
+            self.net_ema = copy.deepcopy(self.net).requires_grad_(False)
+        abar = schedule.alphas_cumprod(self.hparams["schedule"])
+        self.register_buffer("abar", torch.tensor(abar, dtype=torch.float32), persistent=False)
+
+    def drawing_net(self) -> UNet:
+        """The network that draws the images (exported, previewed): the weights' moving average."""
+        return self.net_ema if self.hparams["ema"] else self.net
+
+    def losses(self, x, y=None):
+        x0 = 2 * x - 1
+        steps = len(self.abar)
+        t = (rand_like(x0[:, 0, 0, 0]) * steps).long().clamp_(max=steps - 1)
+        eps = randn_like(x0)
+        abar = self.abar[t].view(-1, 1, 1, 1)
+        x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+        return {"loss": ((self.net(x_t, t) - eps) ** 2).mean()}
+
+    def networks(self):
+        return {"model": self}
+
+    @torch.no_grad()
+    def after_step(self, step):
+        if self.hparams["ema"]:
+            ema_update(self.net_ema, self.net, step, self.hparams["ema"])
+
+    def graphs(self, batch=2):
+        steps = len(self.abar)
+        inputs = (torch.randn(batch, *self.image_shape), torch.arange(batch) * 397 % steps)
+        return {"eps": Graph(self.drawing_net(), inputs, ["x", "t"], ["eps"], int_bounds={"t": steps})}
+
+    def graph_metadata(self):
+        return {"schedule": self.hparams["schedule"], "diffusion_steps": len(self.abar)}
