@@ -128,7 +128,7 @@ class DeclaredOptions:
 
 
 def option_help(option, whose: str) -> str:
-    default = "" if option.default in (None, False) else f"; default {option.default}"
+    default = "" if option.default is None or option.default is False else f"; default {option.default}"
     return f"{option.help} ({whose}{default})"
 
 

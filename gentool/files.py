@@ -3,8 +3,8 @@
 import contextlib
 import errno
 import os
-import shutil
 import re
+import shutil
 import stat
 import sys
 from pathlib import Path

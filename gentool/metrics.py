@@ -200,20 +200,19 @@ def manifold_metrics(real, fake, radii: dict[int, np.ndarray] | None = None) -> 
     real samples inside the generated one; `density` and `coverage` (Naeem et al. 2020, k = 5): the
     mean number of real balls holding a generated sample, over k, and the fraction of real balls
     holding at least one. `radii`: the real set's `real_radii`, when already known."""
-    k_pr, k_dc = K_PR, K_DC
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
-    balls, fake_radii = radii or real_radii(real), neighbour_radii(fake, (k_pr,))[k_pr]
+    balls, fake_radii = radii or real_radii(real), neighbour_radii(fake, (K_PR,))[K_PR]
     precise, density = 0, 0
     recalled, covered = np.zeros(len(real), bool), np.zeros(len(real), bool)
     for i in range(0, len(fake), _ROWS):
         d = _distances(fake[i : i + _ROWS], real)  # (fakes, reals)
-        precise += int((d <= balls[k_pr][None, :]).any(1).sum())
-        inside = d <= balls[k_dc][None, :]
+        precise += int((d <= balls[K_PR][None, :]).any(1).sum())
+        inside = d <= balls[K_DC][None, :]
         density += int(inside.sum())
         covered |= inside.any(0)
         recalled |= (d <= fake_radii[i : i + _ROWS, None]).any(0)
     return {"precision": precise / len(fake), "recall": float(recalled.mean()),
-            "density": density / (k_dc * len(fake)), "coverage": float(covered.mean())}
+            "density": density / (K_DC * len(fake)), "coverage": float(covered.mean())}
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

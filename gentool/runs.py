@@ -29,6 +29,12 @@ def new_run_dir(model: str, data_name: str) -> Path:
     return path
 
 
+def _holder(claim: str) -> tuple[str, str]:
+    """A claim file's text, "PID HOST", as its two parts (either may be empty)."""
+    pid, _, host = claim.strip().partition(" ")
+    return pid, host
+
+
 def claimant(path: Path) -> int | None:
     """The process that holds the claim on run directory `path`, or None when there is no claim or
     its process is gone (killed before it could give the claim up: a stale claim). A claim from
@@ -40,7 +46,7 @@ def claimant(path: Path) -> int | None:
         return None
     except OSError:
         return -1
-    pid, _, host = text.strip().partition(" ")
+    pid, host = _holder(text)
     if not pid.isdigit():
         return -1 if age < 10 else None
     if host and host != socket.gethostname():
@@ -68,7 +74,7 @@ def _claim_in(path: Path) -> bool:
                 os.rename(path / CLAIM, aside)
             except FileNotFoundError:  # another process took it over first
                 continue
-            stale = aside.read_text().split(" ")[0].strip() or "?"
+            stale = _holder(aside.read_text())[0] or "?"
             aside.unlink()
             print(f"note: '{path}' was claimed by process {stale}, which is gone: taking it over", file=sys.stderr, flush=True)
             continue
@@ -116,7 +122,7 @@ def release(path: Path | None) -> None:
     so that it can be resumed, or trained into again if nothing was written."""
     file = None if path is None else path / CLAIM
     try:
-        if file is not None and file.read_text().split(" ")[0].strip() == str(os.getpid()):
+        if file is not None and _holder(file.read_text())[0] == str(os.getpid()):
             file.unlink()
     except OSError:
         pass
@@ -197,9 +203,8 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def write_metrics(run: Path, rows: list[dict]) -> None:
-    from gentool.files import atomic_write
-
     from gentool.console import to_json
+    from gentool.files import atomic_write
 
     atomic_write(Path(run) / METRICS, "".join(to_json(r) + "\n" for r in rows).encode())
 

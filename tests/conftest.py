@@ -13,6 +13,7 @@ if "GENTOOL_CACHE_DIR" not in os.environ:
     os.environ["GENTOOL_CACHE_DIR"] = tempfile.mkdtemp(prefix="gentool-cache-")
     atexit.register(shutil.rmtree, os.environ["GENTOOL_CACHE_DIR"], True)
 
+import contextlib
 import gzip
 import subprocess
 import sys
@@ -91,11 +92,9 @@ def gentool(*args, torch_free=False, fresh=False, stdin=None, cwd=None, check=Tr
             input=stdin, capture_output=True, cwd=cwd or ROOT, env=environment,
         )
         proc.stderr = proc.stderr.decode()
-    elif torch_free:
-        with _TorchFree():
-            proc = in_process(*args, stdin=stdin or b"", cwd=cwd, env=environment)
     else:
-        proc = in_process(*args, stdin=stdin or b"", cwd=cwd, env=environment)
+        with _TorchFree() if torch_free else contextlib.nullcontext():
+            proc = in_process(*args, stdin=stdin or b"", cwd=cwd, env=environment)
     if check and proc.returncode != 0:
         raise AssertionError(f"gentool {' '.join(map(str, args))} exited {proc.returncode}: {proc.stderr}")
     return proc

@@ -145,15 +145,18 @@ def _fits(shape, tensor: Tensor, meta: dict) -> bool:
     return len(shape) == tensor.rank and all(not isinstance(s, int) or w is None or s == w for s, w in zip(shape, tensor.sizes(meta)))
 
 
+def _matches(shapes: dict, form: tuple[Tensor, ...], meta: dict) -> bool:
+    """Whether outputs of these shapes (by name) are of `form`."""
+    if len(form) == 1 and form[0].name == "*":
+        return len(shapes) == 1 and _fits(next(iter(shapes.values())), form[0], meta)
+    return set(shapes) == {t.name for t in form} and all(_fits(shapes[t.name], t, meta) for t in form)
+
+
 def check_outputs(outputs, meta: dict, role: str, declared: Role, source: str) -> None:
     """The outputs match one of the forms the role declares."""
     shapes = {o.name: o.shape for o in outputs}
-    for form in declared.outputs:
-        if len(form) == 1 and form[0].name == "*":
-            if len(shapes) == 1 and _fits(next(iter(shapes.values())), form[0], meta):
-                return
-        elif set(shapes) == {t.name for t in form} and all(_fits(shapes[t.name], t, meta) for t in form):
-            return
+    if any(_matches(shapes, form, meta) for form in declared.outputs):
+        return
     described = " or ".join(f"one batch {form[0].form(meta)}" if form[0].name == "*" else
                             " and ".join(f"{t.name} {t.form(meta)}" for t in form) for form in declared.outputs)
     raise UsageError(f"'{source}': a {role} graph gives {described}; this one gives {shapes}")
@@ -165,20 +168,12 @@ MAX_ROW_VALUES = 2**22
 
 
 def check_values(outputs: dict, rows: int, meta: dict, role: str, declared: Role, source: str) -> None:
-    """What a graph actually gave, against its role and metadata: one of the declared forms, each
-    output with `rows` rows, every size the metadata fixes, no empty and no oversized rows (the
-    graph's static shapes may be dynamic and say nothing)."""
-    for form in declared.outputs:
-        named = {t.name: t for t in form}
-        if set(named) == set(outputs) or (len(form) == 1 and form[0].name == "*" and len(outputs) == 1):
-            break
-    else:
-        raise UsageError(f"'{source}': the {role} graph gave outputs {', '.join(outputs)}, which its role does not declare")
-    for name, values in outputs.items():
-        tensor = named.get(name) or form[0]
-        wanted = tensor.sizes(meta)
-        row_values = int(np.prod(values.shape[1:])) if values.ndim else 0
-        if (values.ndim != tensor.rank or values.shape[0] != rows or row_values == 0 or row_values > MAX_ROW_VALUES
-                or any(w is not None and s != w for s, w in zip(values.shape, wanted))):
-            raise UsageError(f"'{source}': the {role} graph gave {name} of shape {tuple(values.shape)} for {rows} rows, "
-                             f"not {tensor.form(meta).replace('N', str(rows), 1)} (at most {MAX_ROW_VALUES:,} values a row): it does not fit its metadata")
+    """What a graph actually gave, against its role and metadata, as `check_outputs` checks its
+    static shapes (which may be dynamic and say nothing): one of the declared forms with every size
+    the metadata fixes, and besides `rows` rows each, none empty or oversized."""
+    shapes = {name: values.shape for name, values in outputs.items()}
+    sized = all(s and s[0] == rows and 0 < int(np.prod(s[1:])) <= MAX_ROW_VALUES for s in shapes.values())
+    if not sized or not any(_matches(shapes, form, meta) for form in declared.outputs):
+        given = ", ".join(f"{name} {tuple(s)}" for name, s in shapes.items())
+        raise UsageError(f"'{source}': the {role} graph gave {given} for {rows} rows "
+                         f"(at most {MAX_ROW_VALUES:,} values a row): it does not fit its metadata")

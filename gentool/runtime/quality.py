@@ -52,10 +52,11 @@ def features(graphs: Graphs, images: np.ndarray) -> tuple[np.ndarray, np.ndarray
         starts = progress.track(starts, "features")
     parts = []
     for i in starts:
-        parts.append(graphs.run("features", {"x": np.asarray(images[i : i + CHUNK], np.float32)}))
-        if parts[0]["features"].shape[1] > MAX_FEATURES:  # before the N x D features and the D x D covariances
-            raise UsageError(f"the feature network gives {parts[0]['features'].shape[1]:,} features an image; "
+        part = graphs.run("features", {"x": np.asarray(images[i : i + CHUNK], np.float32)})
+        if not parts and part["features"].shape[1] > MAX_FEATURES:  # before the N x D features and the D x D covariances
+            raise UsageError(f"the feature network gives {part['features'].shape[1]:,} features an image; "
                              f"gentool takes at most {MAX_FEATURES:,} (the FID needs a D x D covariance)")
+        parts.append(part)
     logits = np.concatenate([p["logits"] for p in parts]) if "logits" in parts[0] else None
     return np.concatenate([p["features"] for p in parts]).astype(np.float64), logits
 

@@ -142,10 +142,6 @@ class DDPM(GenerativeModel):
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
         return {"loss": ((self.net(x_t, t) - eps) ** 2).mean()}
 
-    def networks(self):
-        return {"model": self}
-
-    @torch.no_grad()
     def after_step(self, step):
         if self.hparams["ema"]:
             ema_update(self.net_ema, self.net, step, self.hparams["ema"])
