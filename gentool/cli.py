@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from gentool import cli_params as parts, console, inputs, values
-from gentool.cli_params import MAX_IMAGES, MAX_SIDE, MAX_STEPS, ArtifactArg, CodeFormat, Device, DeviceOpt, LabelOpt, OutOpt, SeedOpt
+from gentool.cli_params import MAX_IMAGES, MAX_SIDE, MAX_STEPS, ArtifactArg, CodeFormat, Device, DeviceOpt, LabelOpt, OutOpt, SeedOpt, Side
 from gentool.errors import UsageError, check_count, exit_code
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size (model default when omitted).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (model default when omitted).")] = None,
     lr_schedule: Annotated[Optional[str], typer.Option(help="constant, or cosine (annealed to 0 over the run) (model default when omitted).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, or bf16 (bfloat16 autocast where the device computes it natively; float32 elsewhere) (model default when omitted).")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/<model>-<data>).")] = None,
@@ -66,7 +67,7 @@ def train(
     from gentool.data import parse_size
 
     run_dir = training.run(training.Options(
-        model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
+        model=model or "", data=data, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, precision=precision, seed=seed,
         device=device.value, out=out, resume=resume, init=init, limit=limit, binarize=binarize, hparam_args=tuple(ctx.args),
         classes=classes, size=parse_size(size) if size else None, export=export).check())
     if run_dir is not None:  # None in the processes of rank > 0 under torchrun
@@ -271,6 +272,7 @@ def decode(
 
 
 @app.command()
+@parts.sampler_options("interpolate")
 def interpolate(
     artifact: ArtifactArg,
     ends: Annotated[Optional[list[str]], typer.Argument(metavar="[A B]", help="Two images to go between.")] = None,
@@ -280,14 +282,15 @@ def interpolate(
     label: LabelOpt = None,
     out: OutOpt = None,
     device: DeviceOpt = Device.auto,
+    options: dict | None = None,
 ) -> None:
-    """A strip of images decoded along the line (or great circle) between two latent codes."""
-    from gentool.runtime import latent
-
+    """A strip of images along the line (or great circle) between two latent codes, or between two
+    seeds' initial noise for a diffusion model."""
     check_count("--steps", steps, MAX_STEPS, least=2)
-    art, run = parts.open_artifact(artifact, device, "interpolate")
-    start, end = latent.end_codes(art, inputs.batch(art, ends) if ends else None, None if seeds is None else values.seeds("--seeds", seeds, 2))
-    parts.write_images(art, run(art, start, end, steps, slerp, parts.labels(art, label, steps)), out, nrow=steps)
+    art, run = parts.open_artifact(artifact, device, "interpolate", options)
+    ends_given = inputs.batch(art, ends) if ends else None
+    pair = None if seeds is None else values.seeds("--seeds", seeds, 2)
+    parts.write_images(art, run(art, ends_given, pair, steps, slerp, parts.labels(art, label, steps)), out, nrow=steps)
 
 
 @app.command()
@@ -349,20 +352,42 @@ def score(
 
 
 @app.command()
+@parts.sampler_options("denoise")
 def denoise(
     image: Annotated[str, typer.Argument(metavar="IN", help="A PNG/JPEG image of any size (a path, or '-' for stdin).")],
     out: OutOpt = None,
-    model: Annotated[Optional[str], typer.Option(help="A denoiser artifact: run or export directory, .onnx, or model name (default: the bundled denoiser).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="A denoiser or diffusion artifact: run or export directory, .onnx, or model name (default: the bundled denoiser).")] = None,
     device: DeviceOpt = Device.auto,
+    options: dict | None = None,
 ) -> None:
-    """Remove noise from an image of any size.
+    """Remove noise from an image of any size (a diffusion model: of its own size).
 
     A grayscale model (like the bundled one) denoises each channel of a colour image as a grayscale
     image."""
     from gentool.runtime import image_to_image
 
-    art, run = parts.open_artifact(model or str(image_to_image.bundled_denoiser()), device, "denoise")
+    art, run = parts.open_artifact(model or str(image_to_image.bundled_denoiser()), device, "denoise", options)
     parts.write_images(art, run(art, inputs.any_size(art, image))[None], out)
+
+
+@app.command()
+@parts.sampler_options("complete")
+def complete(
+    artifact: ArtifactArg,
+    paths: Annotated[list[str], typer.Argument(metavar="INPUTS", help="Images (PNG/JPEG paths, or '-' for stdin).")],
+    mask: Annotated[Optional[str], typer.Option(help="A PNG/JPEG mask: white where the model draws, black where the input is kept.")] = None,
+    keep: Annotated[Optional[Side], typer.Option(help="Instead of --mask: keep this half of each input and draw the rest.")] = None,
+    n: Annotated[int, typer.Option("-n", help="Completions per input (a row of the grid each).")] = 1,
+    seed: SeedOpt = 0,
+    out: OutOpt = None,
+    device: DeviceOpt = Device.auto,
+    options: dict | None = None,
+) -> None:
+    """Fill in the unknown part of images (inpainting): keep what the mask keeps, draw the rest."""
+    check_count("-n", n, MAX_IMAGES)
+    art, run = parts.open_artifact(artifact, device, "complete", options)
+    images = inputs.batch(art, paths)
+    parts.write_images(art, run(art, images, inputs.kept_region(art, mask, keep and keep.value), n, seed), out, nrow=n)
 
 
 @app.command()

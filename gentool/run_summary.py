@@ -76,7 +76,7 @@ def banner(model, meta: dict, run_dir: Path, n_train: int, n_test: int, epochs: 
     shape = "x".join(map(str, meta["image_shape"]))
     return (f"gentool train {meta['model']}: {_count(sum(p.numel() for p in model.parameters()))} parameters; "
             f"{meta['data']}: {n_train:,} training and {n_test:,} test images of {shape}; "
-            f"{epochs} epoch{'s' * (epochs != 1)} of {steps} step{'s' * (steps != 1)} (batch {cfg['batch_size']}, lr {cfg['lr']:g} {cfg['lr_schedule']}); "
+            f"{epochs} epoch{'s' * (epochs != 1)} of {steps} step{'s' * (steps != 1)} (batch {cfg['batch_size']}, lr {cfg['lr']:g} {cfg['lr_schedule']}, {cfg.get('precision', 'fp32')}); "
             f"device {where}; run directory {run_dir}")
 
 

@@ -42,6 +42,7 @@ class Options:
     batch_size: int | None = None
     lr: float | None = None
     lr_schedule: str | None = None
+    precision: str | None = None
     seed: int = 0
     device: str = "auto"
     out: Path | None = None
@@ -60,7 +61,7 @@ class Options:
             raise UsageError("name a model to train (e.g. `gentool train vae --data mnist`), --resume a run or --init from one")
         if self.limit is not None:
             check_count("--limit", self.limit)
-        if self.resume and (self.hparam_args or self.model or self.data or self.classes or self.size):
+        if self.resume and (self.hparam_args or self.model or self.data or self.classes or self.size or self.precision):
             raise UsageError("--resume continues a run with its own settings; only --epochs and --device may be given")
         if self.init and (self.resume or self.hparam_args):
             raise UsageError("--init takes the model and its options from the run it starts from; it cannot be combined with --resume or model options")
@@ -68,6 +69,13 @@ class Options:
 
 
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast_bf16(device: torch.device) -> bool:
+    """Whether `--precision bf16` computes in bfloat16 here: on CUDA, and on CPUs with native bf16
+    (AVX512-BF16 or AMX); elsewhere oneDNN emulates it, slower than float32, so float32 it is."""
+    return device.type == "cuda" or (device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def anneal(optimizers: dict, done: int, total: int) -> None:
@@ -91,14 +99,15 @@ def batches_of(images_u8: torch.Tensor, batch_size: int, binarize: bool = False)
         yield torch.bernoulli(x, generator=generator) if binarize else x
 
 
-def train_step(model, nets: dict, optimizers: dict, x, y, step: int, scale: float = 1.0) -> dict[str, float]:
-    """One global step: for each phase the family names, its losses, zero-grad, backward (of the
-    loss times `scale`, this process's share of the batch) and the phase's optimizer step; then the
-    family's `after_step`. Returns the losses as floats (`<phase>_<name>` when there are several
-    optimizers)."""
+def train_step(model, nets: dict, optimizers: dict, x, y, step: int, scale: float = 1.0, bf16: bool = False) -> dict[str, float]:
+    """One global step: for each phase the family names, its losses (under bfloat16 autocast with
+    `bf16`: weights, gradients and the optimizer stay float32), zero-grad, backward (of the loss times
+    `scale`, this process's share of the batch) and the phase's optimizer step; then the family's
+    `after_step`. Returns the losses as floats (`<phase>_<name>` when there are several optimizers)."""
     record = {}
     for phase in model.phases(step):
-        losses = model.phase_losses(phase, nets, x, y, step)
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
+            losses = model.phase_losses(phase, nets, x, y, step)
         optimizer = optimizers[phase]
         optimizer.zero_grad(set_to_none=True)
         (losses["loss"] * scale).backward()
@@ -140,6 +149,9 @@ def _setup(opts: Options, writer: bool = True):
     train_cfg["lr_schedule"] = opts.lr_schedule or cls.train_defaults["lr_schedule"]
     if train_cfg["lr_schedule"] not in LR_SCHEDULES:
         raise UsageError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got '{train_cfg['lr_schedule']}'")
+    train_cfg["precision"] = opts.precision or cls.train_defaults.get("precision", "fp32")
+    if train_cfg["precision"] not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{train_cfg['precision']}'")
     if opts.data is None:
         raise UsageError("--data is required (e.g. --data mnist)")
     train_set, kept = datasets.training_set(opts.data, opts.limit, opts.classes, opts.size)
@@ -257,6 +269,7 @@ class Loop:
         self.world, self.device, self.run_dir, self.model, self.meta, self.state = world, device, run_dir, model, meta, state
         self.batch_size, self.seed, self.binarize, self.cosine = cfg["batch_size"], meta["seed"], cfg["binarize"], cfg.get("lr_schedule") == "cosine"
         self.export = opts.export
+        self.bf16 = cfg.get("precision") == "bf16" and autocast_bf16(device)
 
         datasets.check_shape(train_set, meta["image_shape"], "train")
         test_set = datasets.load(meta["data"], "test", cfg["limit"], checkpoint.data_size(meta))
@@ -334,7 +347,7 @@ class Loop:
                 if self.binarize:
                     x = (noise.rand_like(x) < x).to(x.dtype)
                 losses = train_step(self.model, self.nets, self.optimizers, x, y, epoch * self.steps + self.step,
-                                    self.world.size * len(mine) / len(positions))
+                                    self.world.size * len(mine) / len(positions), self.bf16)
             for k, v in losses.items():
                 self.sums[k] = self.sums.get(k, 0.0) + v * len(mine)
                 self.sums[SEEN + k] = self.sums.get(SEEN + k, 0.0) + len(mine)
