@@ -19,6 +19,13 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Side(str, Enum):
+    top = "top"
+    bottom = "bottom"
+    left = "left"
+    right = "right"
+
+
 DeviceOpt = Annotated[Device, typer.Option(help="auto picks CUDA when it really works; cuda without it is an error.")]
 SeedOpt = Annotated[int, typer.Option(callback=lambda value: values.seed("--seed", value), metavar="0..2^63-1",
                                        help="Seed for every random draw: same seed, same output.")]

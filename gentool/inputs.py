@@ -26,6 +26,29 @@ def any_size(graphs, path: str):
     return x
 
 
+def kept_region(graphs, mask: str | None, keep: str | None):
+    """Where `complete` keeps its inputs, (1, 1, H, W) bool: the black pixels of a mask image (read
+    at the model's size), or one half of the image (`top`, `bottom`, `left`, `right`)."""
+    import numpy as np
+
+    from gentool import images
+    from gentool.errors import UsageError
+
+    if (mask is None) == (keep is None):
+        raise UsageError("say what to keep: --mask MASK.png (white is drawn, black kept) or --keep top|bottom|left|right")
+    _, h, w = graphs.image_shape
+    if keep is not None:
+        rows, cols = np.arange(h)[:, None], np.arange(w)[None, :]
+        half = {"top": rows < h // 2, "bottom": rows >= h - h // 2, "left": cols < w // 2, "right": cols >= w - w // 2}[keep]
+        return np.broadcast_to(half, (h, w))[None, None]
+    region, found = images.read_images([mask], 1, (h, w))
+    console.notes(found)
+    kept = region < 0.5
+    if kept.all():
+        raise UsageError(f"the mask '{mask}' is all black: it leaves nothing to draw (white is drawn, black kept)")
+    return kept
+
+
 def conformed(dataset, shape):
     """A dataset's uint8 images in the channels and size a network takes."""
     from gentool import images

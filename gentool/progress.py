@@ -8,6 +8,7 @@ import sys
 import time
 
 HEARTBEAT = 60.0  # seconds between the plain progress lines written when stderr is not a terminal
+_shown = {"live": 0}  # how many bars or spinners are on the terminal now (a second one would garble the first)
 
 
 class Reporter:
@@ -29,6 +30,7 @@ class Reporter:
             )
             self.task = self.progress.add_task("training", total=steps, rate="", status="")
             self.progress.start()
+            _shown["live"] += 1
 
     def start_epoch(self, description: str, step: int) -> None:
         """A new epoch (or the rest of one, from `step`)."""
@@ -60,6 +62,8 @@ class Reporter:
     def close(self) -> None:
         if self.progress:
             self.progress.stop()
+            self.progress = None
+            _shown["live"] -= 1
 
 
 def track(iterable, description: str, total: int | None = None):
@@ -101,7 +105,23 @@ def stage(description: str):
 
     with Progress(SpinnerColumn(), TextColumn(description), TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
         bar.add_task(description, total=None)
-        yield
+        _shown["live"] += 1
+        try:
+            yield
+        finally:
+            _shown["live"] -= 1
+
+
+def steps(count: int, description: str):
+    """range(count), with a transient Rich bar on stderr when it is a terminal showing nothing else;
+    off a terminal, or under a training's bar or a stage's spinner, nothing at all (for the many
+    short steps of one call: a sampler's)."""
+    if not sys.stderr.isatty() or _shown["live"]:
+        return range(count)
+    from rich.console import Console
+    from rich.progress import track as rich_track
+
+    return rich_track(range(count), description=description, total=count, console=Console(stderr=True), transient=True)
 
 
 def _logged_stage(description: str):

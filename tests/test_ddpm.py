@@ -8,23 +8,67 @@ from gentool import schedule, zoo
 from gentool.errors import UsageError
 
 
-@pytest.mark.parametrize("schedule_name", schedule.SCHEDULES)
-def test_the_loss_is_loss_simple_over_the_samplers_schedule(schedule_name):
-    """E ||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t)||^2 with x0 = 2x - 1, t uniform
-    over the T steps and abar the runtime's own table."""
-    model = zoo.get("ddpm")((1, 28, 28), {"width": 8, "schedule": schedule_name}, None)
+@pytest.mark.parametrize("schedule_name, conditional", [("linear", False), ("cosine", False), ("linear", True)])
+def test_the_loss_is_loss_simple_over_the_samplers_schedule(schedule_name, conditional):
+    """E ||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t [, label])||^2 with x0 = 2x - 1,
+    t uniform over the T steps and abar the runtime's own table; a conditional model sees the null
+    label (the class count) in place of a `--label-dropout` share of the labels."""
+    hparams = {"width": 8, "schedule": schedule_name, "conditional": conditional, "label_dropout": 0.5}
+    model = zoo.get("ddpm")((1, 28, 28), hparams, 10 if conditional else None)
     abar = torch.tensor(schedule.alphas_cumprod(schedule_name), dtype=torch.float32)
     assert torch.equal(model.abar, abar)
-    x = torch.rand(6, 1, 28, 28)
+    x, y = torch.rand(64, 1, 28, 28), torch.arange(64) % 10
     torch.manual_seed(3)
-    got = model.losses(x)["loss"]
+    got = model.losses(x, y)["loss"]
     torch.manual_seed(3)
-    t = (torch.rand(6) * 1000).long()
+    t = (torch.rand(64) * 1000).long()
     eps = torch.randn_like(x)
+    label = (torch.where(torch.rand(64) < 0.5, 10, y),) if conditional else ()
     a = abar[t].view(-1, 1, 1, 1)
-    expected = ((model.net(a.sqrt() * (2 * x - 1) + (1 - a).sqrt() * eps, t) - eps) ** 2).mean()
+    expected = ((model.net(a.sqrt() * (2 * x - 1) + (1 - a).sqrt() * eps, t, *label) - eps) ** 2).mean()
     assert torch.allclose(got, expected)
-    assert model.graph_metadata() == {"schedule": schedule_name, "diffusion_steps": 1000}
+    if conditional:
+        assert 10 < int((label[0] == 10).sum()) < 54  # both kinds of label in the batch
+    guidance = {"null_label": 10} if conditional else {}
+    assert model.graph_metadata() == {"schedule": schedule_name, "diffusion_steps": 1000, **guidance}
+
+
+def test_conditional_needs_labels():
+    with pytest.raises(UsageError, match="--conditional needs labelled data"):
+        zoo.get("ddpm")((1, 28, 28), {"width": 8, "conditional": True}, None)
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    from gentool import train as training
+
+    return training.run(training.Options(model="ddpm", data="mnist", epochs=1, batch_size=16, limit=32, device="cpu",
+                                         out=tmp_path_factory.mktemp("cddpm") / "run", hparam_args=("--conditional", "--width", "8")))
+
+
+def test_guidance_mixes_the_labels_and_the_null_labels_estimates(conditional_run):
+    """eps_null + w (eps_label - eps_null) from one call on both; w = 0 is the null label's estimate
+    alone and w = 1 the label's alone; `sample --label 3 --guidance 2` draws it torch-free."""
+    import numpy as np
+
+    from conftest import gentool, png
+    from gentool.runtime import diffusion
+    from gentool.runtime.artifact import Artifact
+
+    art = Artifact(str(conditional_run), "cpu")
+    assert art.meta["null_label"] == 10 and "label" in art.input_names("eps")
+    x, labels = np.random.default_rng(0).standard_normal((3, 1, 28, 28)), np.array([3, 3, 7])
+
+    def direct(label):
+        return art.run("eps", {"x": x.astype(np.float32), "t": np.full(3, 500), "label": label})["eps"].astype(np.float64)
+
+    on_label, on_null = direct(labels), direct(np.full(3, 10))
+    for w in (0.0, 1.0, 2.5):
+        assert np.allclose(diffusion.eps_network(art, labels, w)(x, 500), on_null + w * (on_label - on_null), atol=1e-5)
+    image = png(gentool("sample", conditional_run, "-n", "1", "--label", "3", "--guidance", "2", "--steps", "4", torch_free=True).stdout)
+    assert image.shape == (28, 28)
+    proc = gentool("sample", conditional_run, "--guidance", "-1", torch_free=True, check=False)
+    assert proc.returncode == 2 and "--guidance must be a number in 0..100, got -1.0" in proc.stderr
 
 
 @pytest.mark.parametrize("shape, hparams, message", [((1, 30, 30), {}, "needs image sides divisible by 4 (got 30x30)"),

@@ -150,7 +150,7 @@ def test_sample_runs_an_eps_graph_torch_free(tmp_path, args, name, steps, eta):
     (["--sampler", "ddpm", "--steps", "5"], "--sampler ddpm runs every one of the model's 1000 steps"),
     (["--sampler", "dpm++", "--eta", "0.5"], "--eta is DDIM's noise scale"),
     (["--eta", "2"], "--eta must be in [0, 1], got 2.0"),
-    (["--truncation", "1"], "--truncation: not an option of 'sample' for this ddpm artifact (it takes --sampler, --steps, --eta)"),
+    (["--truncation", "1"], "--truncation: not an option of 'sample' for this ddpm artifact (it takes --sampler, --steps, --eta, --guidance)"),
 ])
 def test_the_sampler_flags_are_checked(tmp_path, args, message):
     from conftest import gentool
@@ -164,3 +164,109 @@ def test_sample_help_lists_the_diffusion_flags():
 
     shown = " ".join(in_process("sample", "--help").stdout.decode().replace("│", " ").split())
     assert "--sampler" in shown and "--eta" in shown and "models with an eps" in shown
+
+
+def test_repaint_walks_down_with_its_jumps_back_up():
+    path = diffusion.repaint_path(10, 5, 3)
+    assert path[0] == 0 and path[-1] == 10 and all(abs(b - a) == 1 for a, b in zip(path, path[1:]))
+    assert sum(b > a for a, b in zip(path, path[1:])) == 10 + 2 * 5  # position 5 (not 10, the data) jumps back twice
+    assert diffusion.repaint_path(10, 1, 1) == list(range(11))
+
+
+def correlated_eps(abar: np.ndarray, cov: np.ndarray):
+    """E[eps | x_t] for vectors x_0 ~ N(0, cov): x0_hat = sqrt(a) cov (a cov + (1 - a) I)^-1 x_t."""
+    values, vectors = np.linalg.eigh(cov)
+
+    def eps(x, t):
+        a = abar[t]
+        gain = (vectors * (values * math.sqrt(a) / (a * values + 1 - a))) @ vectors.T
+        return (x - math.sqrt(a) * x @ gain) / math.sqrt(1 - a)
+
+    return eps
+
+
+def test_repaint_draws_the_unknown_from_its_conditional_given_the_known():
+    """Four nearly equal 'pixels' (a shared N(0, 0.25) part and a little of their own), two known:
+    the completions keep the known exactly, and the unknown land near their conditional mean and
+    spread given the known; pasting alone (no resampling) lands far short of that mean."""
+    abar = schedule.alphas_cumprod("linear")
+    cov = 0.25 * np.ones((4, 4)) + 0.01 * np.eye(4)
+    keep = np.array([True, True, False, False])
+    known = np.tile([0.6, 0.6, 0.0, 0.0], (2000, 1))
+    mean = cov[np.ix_(~keep, keep)] @ np.linalg.solve(cov[np.ix_(keep, keep)], known[0, keep])
+    spread = math.sqrt((cov[np.ix_(~keep, ~keep)] - cov[np.ix_(~keep, keep)] @ np.linalg.solve(cov[np.ix_(keep, keep)], cov[np.ix_(keep, ~keep)]))[0, 0])
+
+    def complete(resamples):
+        walk = diffusion.DDIM(abar, schedule.trailing(1000, 50), None, eta=1.0)
+        return diffusion.inpaint(correlated_eps(abar, cov), walk, known, keep, diffusion.repaint_path(50, 1, resamples), np.random.default_rng(0))
+
+    resampled, pasted = complete(4), complete(1)
+    assert np.array_equal(resampled[:, keep], known[:, keep])
+    assert np.abs(resampled[:, ~keep].mean(0) - mean).max() < 0.05 and np.abs(resampled[:, ~keep].std(0) - spread).max() < 0.02
+    assert np.abs(pasted[:, ~keep].mean(0) - mean).min() > 0.1
+
+
+def test_noise_level_is_estimated_from_the_finest_detail():
+    rows, cols = np.mgrid[0:64, 0:64] / 64
+    smooth = 0.5 + 0.3 * np.sin(3 * rows) * np.cos(2 * cols)
+    for sigma in (0.05, 0.1, 0.25):
+        noisy = smooth + sigma * np.random.default_rng(0).standard_normal((1, 64, 64))
+        assert abs(diffusion.noise_level(noisy) - sigma) < 0.1 * sigma
+
+
+def test_denoise_is_the_posterior_mean_at_the_noises_level(tmp_path):
+    """For N(0, s^2) data (model space), one call at the timestep whose noise matches gives
+    Tweedie's posterior mean, s^2 / (s^2 + (2 sigma)^2) y in model space y = 2x - 1."""
+    from gentool.runtime.artifact import Artifact
+
+    art = Artifact(str(_exact_eps_graph(tmp_path)), "cpu")
+    rng = np.random.default_rng(0)
+    for sigma in (0.1, 0.25):
+        clean = (0.3 * rng.standard_normal((1, 4, 4)) + 1) / 2
+        noisy = clean + sigma * rng.standard_normal((1, 4, 4))
+        shrink = 0.09 / (0.09 + 4 * sigma**2)
+        expected = (shrink * (2 * noisy - 1) + 1) / 2
+        assert np.abs(diffusion.denoise(art, noisy, sigma) - expected.clip(0, 1)).max() < 0.01
+
+
+def test_interpolate_goes_between_the_seeds_own_draws(tmp_path):
+    """The ends of `interpolate --seeds A,B` are the images `sample --seed A` and `--seed B` draw
+    first (DDIM's default steps, eta 0), and a seed with itself gives one image throughout."""
+    from conftest import gentool, png
+
+    graph = _exact_eps_graph(tmp_path)
+    strip = png(gentool("interpolate", graph, "--seeds", "4,9", "--steps", "5", torch_free=True).stdout)
+    ends = [png(gentool("sample", graph, "-n", "1", "--seed", seed, torch_free=True).stdout) for seed in ("4", "9")]
+    cells = strip[2:6, 2:].reshape(4, 5, 6)[:, :, :4].transpose(1, 0, 2)  # 5 images of 4x4, padding 2
+    assert np.array_equal(cells[0], ends[0]) and np.array_equal(cells[-1], ends[1]) and not np.array_equal(cells[0], cells[2])
+    same = png(gentool("interpolate", graph, "--seeds", "4,4", "--steps", "3", torch_free=True).stdout)
+    assert np.array_equal(same[2:6, 2:6], ends[0]) and np.array_equal(same[2:6, 8:12], ends[0])
+    proc = gentool("interpolate", graph, "--seeds", "4,9", "--sampler", "ddpm", torch_free=True, check=False)
+    assert proc.returncode == 2 and "interpolate needs a deterministic sampler" in proc.stderr
+
+
+def test_complete_keeps_the_known_half_torch_free(tmp_path):
+    """`complete --keep top -n 3` on a 4x4 image: three completions in a row of the grid, each with
+    the input's top rows as they were; flags are checked in one line each."""
+    from PIL import Image
+
+    from conftest import gentool, png
+
+    graph = _exact_eps_graph(tmp_path)
+    image = (np.random.default_rng(2).random((4, 4)) * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    grid = png(gentool("complete", graph, "-", "--keep", "top", "-n", "3", "--steps", "10", stdin=(tmp_path / "in.png").read_bytes(),
+                       torch_free=True).stdout)
+    cells = [grid[2:6, 2 + 6 * i : 6 + 6 * i] for i in range(3)]
+    for cell in cells:
+        assert np.abs(cell[:2] - image[:2] / 255).max() < 1e-6
+    assert not np.array_equal(cells[0][2:], cells[1][2:])
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:, 2:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    right = png(gentool("complete", graph, tmp_path / "in.png", "--mask", tmp_path / "mask.png", torch_free=True).stdout)
+    assert np.abs(right[:, :2] - image[:, :2] / 255).max() < 1e-6 and np.abs(right[:, 2:] - image[:, 2:] / 255).max() > 0.01
+    for args, message in [([], "say what to keep: --mask MASK.png"), (["--keep", "top", "--jump", "0"], "--jump must be at least 1, got 0"),
+                          (["--keep", "top", "--steps", "2000"], "--steps must be in 1..1000")]:
+        proc = gentool("complete", graph, tmp_path / "in.png", *args, torch_free=True, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr

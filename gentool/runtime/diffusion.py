@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from gentool import schedule
+from gentool import progress, schedule
 from gentool.errors import UsageError
 from gentool.runtime.artifact import Graphs
 from gentool.runtime.declaration import Option, Role, Sampler, Tensor, Verb, positive_int
@@ -105,29 +105,58 @@ def stepper(name: str, alphas_cumprod: np.ndarray, steps: int | None = None, eta
 def run(eps: Callable[[np.ndarray, int], np.ndarray], walk: Stepper, noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """From `noise` (x at the first timestep) to the data: one network call per step."""
     x = noise
-    for i in range(len(walk.timesteps)):
+    for i in progress.steps(len(walk.timesteps), "denoising steps"):
         x = walk.step(x, eps(x, int(walk.timesteps[i])), i, rng)
     return x
 
 
-def _eps_network(graphs: Graphs, n: int, labels: np.ndarray | None):
-    """The `eps` graph as the samplers' callable: x_t (model space, [-1, 1]) and an integer t."""
-    extra = {} if labels is None else {"label": labels}
+def conditioning(graphs: Graphs, n: int, labels: np.ndarray | None, guidance: float | None) -> tuple[np.ndarray | None, float]:
+    """The labels the network sees (cycling through the classes unless given) and the guidance
+    weight, for a conditional noise network; (None, 1) for an unconditional one."""
+    if "label" not in graphs.input_names("eps"):
+        if labels is not None or guidance is not None:
+            raise UsageError(f"this {graphs.model} model is not conditional: it takes no --label or --guidance")
+        return None, 1.0
+    classes = len(graphs.need("classes", "sample"))
+    return (np.arange(n) % classes if labels is None else np.asarray(labels, np.int64)), DEFAULT_GUIDANCE if guidance is None else guidance
 
-    def eps(x: np.ndarray, t: int) -> np.ndarray:
-        (out,) = graphs.run("eps", {"x": x.astype(np.float32), "t": np.full(n, t, np.int64), **extra}).values()
+
+def eps_network(graphs: Graphs, labels: np.ndarray | None = None, guidance: float = 1.0) -> Callable[[np.ndarray, int], np.ndarray]:
+    """The `eps` graph as the samplers' callable of x_t (model space, [-1, 1]) and an integer t.
+    With labels, classifier-free guidance of weight w: eps_null + w (eps_label - eps_null), the
+    null label's estimate and the labels' from one call on both (w = 1: the labels' alone; 0: the
+    null label's alone)."""
+
+    def call(x: np.ndarray, t: int, label: np.ndarray | None) -> np.ndarray:
+        extra = {} if label is None else {"label": label}
+        (out,) = graphs.run("eps", {"x": x.astype(np.float32), "t": np.full(len(x), t, np.int64), **extra}).values()
         return out.astype(np.float64)
 
-    return eps
+    if labels is None:
+        return lambda x, t: call(x, t, None)
+    null = np.full_like(labels, graphs.need("null_label", "--guidance"))
+    if guidance == 1:
+        return lambda x, t: call(x, t, labels)
+    if guidance == 0:
+        return lambda x, t: call(x, t, null)
+
+    def guided(x: np.ndarray, t: int) -> np.ndarray:
+        both = call(np.concatenate([x, x]), t, np.concatenate([labels, null]))
+        conditional, unconditional = both[: len(x)], both[len(x) :]
+        return unconditional + guidance * (conditional - unconditional)
+
+    return guided
 
 
 DEFAULT_STEPS = {"ddim": 50, "dpm++": 20}
+DEFAULT_GUIDANCE = 2.0
 
 
 def sample(graphs: Graphs, n: int, seed: int, labels: np.ndarray | None = None, sampler: str = "ddim",
-           steps: int | None = None, eta: float | None = None) -> np.ndarray:
+           steps: int | None = None, eta: float | None = None, guidance: float | None = None) -> np.ndarray:
     """`n` images in [0, 1]: seeded noise taken to the data by `sampler` in `steps` steps
-    (default 50 for ddim, 20 for dpm++; ddpm runs all T), `eta` the DDIM noise scale."""
+    (default 50 for ddim, 20 for dpm++; ddpm runs all T), `eta` the DDIM noise scale; a conditional
+    model draws `labels` (cycling through the classes unless given) with classifier-free `guidance`."""
     if sampler not in SAMPLERS:
         raise UsageError(f"--sampler must be one of {', '.join(SAMPLERS)}, got '{sampler}'")
     total = graphs.need("diffusion_steps", "sample")
@@ -144,19 +173,154 @@ def sample(graphs: Graphs, n: int, seed: int, labels: np.ndarray | None = None, 
     walk = stepper(sampler, abar, steps, eta or 0.0)
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((n, *graphs.image_shape))
-    x = run(_eps_network(graphs, n, labels), walk, noise, rng)
+    x = run(eps_network(graphs, *conditioning(graphs, n, labels, guidance)), walk, noise, rng)
     return ((x + 1) / 2).clip(0, 1).astype(np.float32)
 
+
+def repaint_path(visited: int, jump: int, resamples: int) -> list[int]:
+    """The order in which RePaint (Lugmayr et al. 2022, Algorithm 1 and its jumps) visits the
+    positions 0 .. `visited` of a walk (0 the noisiest timestep, `visited` the data): down one at a
+    time, and after every `jump` steps down (the data excepted), back up `jump` positions and down
+    again, `resamples` - 1 times, so the unknown region is re-harmonised with the pasted known one."""
+    path = [0]
+    for i in range(1, visited + 1):
+        path.append(i)
+        if i % jump == 0 and i < visited:
+            for _ in range(resamples - 1):
+                path += [*range(i - 1, i - jump - 1, -1), *range(i - jump + 1, i + 1)]
+    return path
+
+
+def inpaint(eps: Callable[[np.ndarray, int], np.ndarray], walk: Stepper, known: np.ndarray, keep: np.ndarray, path: list[int],
+            rng: np.random.Generator) -> np.ndarray:
+    """RePaint over `walk` along `path`: each step down is the walk's reverse step on the whole image,
+    after which the known pixels (`keep`, broadcast over `known`) are replaced by the known image
+    noised to the new position; each step up re-noises the whole image by the forward process from
+    one position to the one before it. Returns the data: `known` where kept."""
+    def noised(i: int) -> np.ndarray:
+        abar = walk.abar_at(i)
+        return math.sqrt(abar) * known + math.sqrt(1 - abar) * rng.standard_normal(known.shape)
+
+    x = np.where(keep, noised(0), rng.standard_normal(known.shape))
+    for k in progress.steps(len(path) - 1, "RePaint steps"):
+        here, there = path[k], path[k + 1]
+        if there > here:
+            x = np.where(keep, noised(there), walk.step(x, eps(x, int(walk.timesteps[here])), here, rng))
+        else:
+            kept = walk.abar_at(there) / walk.abar_at(here)  # the forward process from here up to there keeps this share
+            x = math.sqrt(kept) * x + math.sqrt(1 - kept) * rng.standard_normal(x.shape)
+    return x
+
+
+def complete(graphs: Graphs, images: np.ndarray, keep: np.ndarray, n: int, seed: int, steps: int | None = None, jump: int = 1,
+             resamples: int = 4) -> np.ndarray:
+    """`n` completions of each image (N, C, H, W) in [0, 1], keeping its pixels where `keep` (any
+    shape that broadcasts to the images) and drawing the rest by RePaint over DDPM posterior steps
+    (DDIM with eta 1) on `steps` timesteps of the trailing spacing: (N * n, C, H, W), each image's
+    completions together. A conditional model completes with its null label (unconditionally)."""
+    total = graphs.need("diffusion_steps", "complete")
+    steps = DEFAULT_STEPS["ddim"] if steps is None else steps
+    if not 1 <= steps <= total:
+        raise UsageError(f"--steps must be in 1..{total} (the model's diffusion steps), got {steps}")
+    if not 1 <= jump <= steps:
+        raise UsageError(f"--jump must be in 1..{steps} (the steps), got {jump}")
+    abar = schedule.alphas_cumprod(graphs.need("schedule", "complete"), total)
+    walk = DDIM(abar, schedule.trailing(total, steps), 1.0, eta=1.0)
+    known = np.repeat(2 * np.asarray(images, np.float64) - 1, n, axis=0)
+    keep = np.broadcast_to(np.repeat(np.broadcast_to(keep, images.shape), n, axis=0), known.shape)
+    labels = None
+    if "label" in graphs.input_names("eps"):
+        labels = np.full(len(known), graphs.need("null_label", "complete"), np.int64)
+    x = inpaint(eps_network(graphs, labels), walk, known, keep, repaint_path(steps, jump, resamples), np.random.default_rng(seed))
+    return ((x + 1) / 2).clip(0, 1).astype(np.float32)
+
+
+def noise_level(image: np.ndarray) -> float:
+    """The standard deviation of white noise in an image (C, H, W), estimated from the finest
+    diagonal Haar detail (Donoho & Johnstone 1994): median |HH| / 0.6745, HH being 0 on smooth
+    regions and noise of the same deviation elsewhere."""
+    h, w = image.shape[-2] // 2 * 2, image.shape[-1] // 2 * 2
+    x = image[..., :h, :w]
+    detail = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+    return float(np.median(np.abs(detail)) / 0.6745)
+
+
+def denoise(graphs: Graphs, image: np.ndarray, sigma: float | None = None, steps: int | None = None) -> np.ndarray:
+    """An image (C, H, W) in [0, 1] with Gaussian noise of deviation `sigma` (estimated when not
+    given) taken as x_t at the timestep whose noise matches it, then to the data: in one network call
+    by the posterior mean (Tweedie's formula), or with `steps` by DDIM (eta 0) from there."""
+    if tuple(image.shape) != tuple(graphs.image_shape):
+        shape = "x".join(map(str, graphs.image_shape[1:]))
+        raise UsageError(f"a diffusion model denoises images of its own size, {shape}; this one is {image.shape[-2]}x{image.shape[-1]}")
+    total = graphs.need("diffusion_steps", "denoise")
+    abar = schedule.alphas_cumprod(graphs.need("schedule", "denoise"), total)
+    sigma = noise_level(image) if sigma is None else sigma
+    # y = 2x - 1 holds noise of 2 sigma; x_t / sqrt(abar_t) = y_0 + sqrt((1 - abar_t) / abar_t) eps
+    t = int(np.argmin(np.abs(np.sqrt((1 - abar) / abar) - 2 * sigma)))
+    steps = 1 if steps is None else steps
+    if not 1 <= steps <= t + 1:
+        raise UsageError(f"--steps must be in 1..{t + 1} (the timesteps below the noise's, {t}), got {steps}")
+    walk = DDIM(abar, schedule.trailing(t + 1, steps), 1.0)
+    labels = np.full(1, graphs.need("null_label", "denoise"), np.int64) if "label" in graphs.input_names("eps") else None
+    x = run(eps_network(graphs, labels), walk, math.sqrt(abar[t]) * (2 * np.asarray(image, np.float64)[None] - 1), np.random.default_rng(0))
+    return ((x[0] + 1) / 2).clip(0, 1).astype(np.float32)
+
+
+def interpolate(graphs: Graphs, images: np.ndarray | None, seeds: list[int] | None, count: int, slerp: bool = False,
+                labels: np.ndarray | None = None, sampler: str = "ddim", guidance: float | None = None) -> np.ndarray:
+    """`count` images between the draws of two seeds, both ends included: their initial noise
+    interpolated on the great circle (Gaussian noise keeps its typical norm there, whatever
+    `slerp` says), each taken to the data by a deterministic sampler (DDIM with eta 0, or
+    DPM-Solver++) at its default steps, so that neighbouring noise gives neighbouring images and
+    each end is what `sample --seed` draws first. A conditional model draws `labels` (its null label
+    when none are given: unconditionally)."""
+    if images is not None or seeds is None:
+        raise UsageError("a diffusion model interpolates between the draws of two seeds: --seeds A,B (it has no encoder for images)")
+    if sampler not in ("ddim", "dpm++"):
+        raise UsageError(f"interpolate needs a deterministic sampler: --sampler ddim or dpm++, got '{sampler}'")
+    a, b = (np.random.default_rng(s).standard_normal(graphs.image_shape).ravel() for s in seeds)
+    omega = math.acos(float(np.clip(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), -1.0, 1.0)))
+    t = np.linspace(0.0, 1.0, count)[:, None]
+    noise = (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / math.sin(omega) if omega > 1e-6 else np.repeat(a[None], count, 0)
+    total = graphs.need("diffusion_steps", "interpolate")
+    abar = schedule.alphas_cumprod(graphs.need("schedule", "interpolate"), total)
+    walk = stepper(sampler, abar, DEFAULT_STEPS[sampler])
+    conditional = "label" in graphs.input_names("eps")
+    labels, guidance = (np.zeros(count, np.int64), 0.0) if conditional and labels is None and guidance is None else (labels, guidance)
+    x = run(eps_network(graphs, *conditioning(graphs, count, labels, guidance)), walk, noise.reshape(count, *graphs.image_shape),
+            np.random.default_rng(0))
+    return ((x + 1) / 2).clip(0, 1).astype(np.float32)
+
+
+EPS, NEEDS = (("eps",),), ("schedule", "diffusion_steps")
+SAMPLER_CHOICE = Option("sampler", str, "ddim", f"Diffusion sampler: {', '.join(SAMPLERS)} (ancestral over every step).")
+STEPS = Option("steps", int, None, "Sampler steps (default: 50 for ddim, 20 for dpm++; ddpm takes every step).")
+ETA = Option("eta", float, None, "DDIM's noise scale, 0 (deterministic) to 1.")
+GUIDANCE = Option("guidance", float, None, f"Classifier-free guidance weight of a conditional model: 0 unconditional, 1 the label alone, more "
+                  f"follows the label harder (default {DEFAULT_GUIDANCE:g}).", valid=lambda w: math.isfinite(w) and 0 <= w <= 100,
+                  expects="a number in 0..100")
 
 SAMPLER = Sampler(
     name="diffusion",
     roles={"eps": Role(inputs=(Tensor("x", "N C H W"), Tensor("t", "N", "int64"), Tensor("label", "N", "int64", optional=True)),
                        outputs=((Tensor("*", "N C H W"),),))},
-    verbs={"sample": Verb(sample, (("eps",),), needs=("schedule", "diffusion_steps"), options=(
-        Option("sampler", str, "ddim", f"Diffusion sampler: {', '.join(SAMPLERS)} (ancestral over every step)."),
-        Option("steps", int, None, "Sampler steps (default: 50 for ddim, 20 for dpm++; ddpm takes every step)."),
-        Option("eta", float, None, "DDIM's noise scale, 0 (deterministic) to 1."),
-    ), cheapest={"sampler": "ddim", "steps": 10})},
+    verbs={
+        "sample": Verb(sample, EPS, needs=NEEDS, options=(SAMPLER_CHOICE, STEPS, ETA, GUIDANCE), cheapest={"sampler": "ddim", "steps": 10}),
+        "interpolate": Verb(interpolate, EPS, needs=NEEDS, options=(
+            Option("sampler", str, "ddim", "Diffusion sampler: ddim or dpm++ (deterministic, at its default steps)."), GUIDANCE)),
+        "complete": Verb(complete, EPS, needs=NEEDS, options=(
+            Option("steps", int, None, "Diffusion steps of the completion (default 50).", valid=lambda k: k >= 1, expects="at least 1"),
+            Option("jump", int, 1, "RePaint's jump: after every this many steps down, go back up as many and down again.", valid=lambda k: k >= 1, expects="at least 1"),
+            Option("resamples", int, 4, "RePaint's resampling: each jump's stretch is walked this many times (1: pasting alone, no going back).", valid=lambda k: 1 <= k <= 100, expects="in 1..100"),
+        ), cheapest={"steps": 10, "resamples": 2}),
+        "denoise": Verb(denoise, EPS, needs=NEEDS, options=(
+            Option("sigma", float, None, "Noise deviation in pixel values 0..1 (default: estimated from the image).",
+                   valid=lambda v: math.isfinite(v) and 0 < v <= 10, expects="a number in (0, 10]"),
+            Option("steps", int, None, "Diffusion steps from the noise's level to the image (default 1: the posterior mean).",
+                   valid=lambda k: k >= 1, expects="at least 1"),
+        )),
+    },
     metadata={"schedule": lambda v, meta: v in schedule.SCHEDULES,
-              "diffusion_steps": lambda v, meta: positive_int(v, 10_000)},
+              "diffusion_steps": lambda v, meta: positive_int(v, 10_000),
+              "null_label": lambda v, meta: isinstance(meta.get("classes"), list) and v == len(meta["classes"])},
 )

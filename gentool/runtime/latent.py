@@ -119,10 +119,12 @@ def seed_codes(graphs: Graphs, seeds: list[int], verb: str) -> np.ndarray:
     return np.stack([prior_draws(graphs, 1, s, verb)[0] for s in seeds])
 
 
-def interpolate(graphs: Graphs, start: np.ndarray, end: np.ndarray, steps: int, slerp: bool = False,
+def interpolate(graphs: Graphs, images: np.ndarray | None, seeds: list[int] | None, steps: int, slerp: bool = False,
                 labels: np.ndarray | None = None) -> np.ndarray:
-    """Decoded points between two codes, both ends included: on the straight line, or with `slerp`
-    on the great circle (White 2016), which keeps Gaussian draws at a typical norm all the way."""
+    """Decoded points between the codes of two images or of two seeds' prior draws (`end_codes`),
+    both ends included: on the straight line, or with `slerp` on the great circle (White 2016), which
+    keeps Gaussian draws at a typical norm all the way."""
+    start, end = end_codes(graphs, images, seeds)
     t = np.linspace(0.0, 1.0, steps)[:, None]
     a, b = np.asarray(start, np.float64)[None], np.asarray(end, np.float64)[None]
     if slerp:

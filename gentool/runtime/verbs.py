@@ -77,6 +77,9 @@ def find(graphs, verb: str, asked: str | None = None, options: dict | None = Non
         takes = f"it takes {', '.join(o.flag for o in declared.options)}" if own else "it takes no options of its own"
         raise UsageError(f"{', '.join('--' + n.replace('_', '-') for n in foreign)}: not an option of '{asked or verb}' "
                          f"for this {graphs.model} artifact ({takes})")
+    for name, value in (options or {}).items():
+        if value is not None:
+            own[name].check(value)
     return functools.partial(declared.run, **{name: (options or {}).get(name, o.default) for name, o in own.items()})
 
 

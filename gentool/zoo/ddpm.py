@@ -9,6 +9,12 @@ lowest resolution and skip connections across; widths w, 2w, 2w (`--width`). The
 the noise network alone (role `eps`: x_t, t -> eps), drawn from an exponential moving average of
 the weights (`--ema`); the schedule goes in its metadata, and `gentool.runtime.diffusion` samples
 it (DDPM, DDIM, DPM-Solver++), torch-free.
+
+`--conditional` adds a class embedding to the time embedding, with one more class, the "null
+label", in place of the true one for a `--label-dropout` share of the training images, so that one
+network learns both the conditional and the unconditional noise: classifier-free guidance (Ho &
+Salimans 2022) mixes the two at sampling (`--guidance`). The graph then takes (x_t, t, label) and
+its metadata names the null label.
 """
 
 from __future__ import annotations
@@ -70,12 +76,13 @@ class Attention(nn.Module):
 
 
 class UNet(nn.Module):
-    """(x_t in [-1, 1], t) -> the noise estimate, both (N, C, H, W)."""
+    """(x_t in [-1, 1], t [, label]) -> the noise estimate, both (N, C, H, W)."""
 
-    def __init__(self, channels: int, width: int, dropout: float):
+    def __init__(self, channels: int, width: int, dropout: float, labels: int = 0):
         super().__init__()
         self.width, time_dim, wide = width, 4 * width, 2 * width
         self.time = nn.Sequential(nn.Linear(width, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        self.label = nn.Embedding(labels, time_dim) if labels else None
         self.inp = nn.Conv2d(channels, width, 3, padding=1)
         self.down = nn.ModuleList([ResBlock(width, width, time_dim, dropout), ResBlock(width, wide, time_dim, dropout),
                                    ResBlock(wide, wide, time_dim, dropout)])
@@ -91,8 +98,10 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out[-1].weight)  # starts as the zero estimate: the loss starts at 1
         nn.init.zeros_(self.out[-1].bias)
 
-    def forward(self, x, t):
+    def forward(self, x, t, label=None):
         emb = self.time(time_embedding(t, self.width))
+        if self.label is not None:
+            emb = emb + self.label(label)
         h0 = self.down[0](self.inp(x), emb)
         h1 = self.down[1](self.shrink[0](h0), emb)
         h2 = self.down_attention(self.down[2](self.shrink[1](h1), emb))
@@ -108,7 +117,7 @@ class DDPM(GenerativeModel):
     """Denoising diffusion model: a U-Net noise network, sampled by DDPM, DDIM or DPM-Solver++."""
 
     name = "ddpm"
-    defaults = {"width": 32, "schedule": "linear", "dropout": 0.1, "ema": 0.999}
+    defaults = {"width": 32, "schedule": "linear", "dropout": 0.0, "ema": 0.999, "conditional": False, "label_dropout": 0.1}
     choices = {"schedule": schedule.SCHEDULES}
     train_defaults = {"epochs": 20, "batch_size": 128, "lr": 2e-4, "lr_schedule": "constant"}
     evaluation = "samples"
@@ -121,9 +130,15 @@ class DDPM(GenerativeModel):
         width = self.hparams["width"]
         if width % 8:
             raise UsageError(f"--width must be a multiple of 8 (the group norm's groups), got {width}")
-        if not 0 <= self.hparams["dropout"] < 1 or not 0 <= self.hparams["ema"] < 1:
-            raise UsageError(f"--dropout and --ema must be in [0, 1), got {self.hparams['dropout']} and {self.hparams['ema']}")
-        self.net = UNet(self.image_shape[0], width, self.hparams["dropout"])
+        for key in ("dropout", "ema", "label_dropout"):
+            if not 0 <= self.hparams[key] < 1:
+                raise UsageError(f"--{key.replace('_', '-')} must be in [0, 1), got {self.hparams[key]}")
+        self.null_label = None  # the class index that stands for "no label", when conditional
+        if self.hparams["conditional"]:
+            if not num_classes:
+                raise UsageError("--conditional needs labelled data (mnist, fashion-mnist, a folder of class folders, ...)")
+            self.null_label = num_classes
+        self.net = UNet(self.image_shape[0], width, self.hparams["dropout"], 0 if self.null_label is None else self.null_label + 1)
         if self.hparams["ema"]:
             self.net_ema = copy.deepcopy(self.net).requires_grad_(False)
         abar = schedule.alphas_cumprod(self.hparams["schedule"])
@@ -140,7 +155,11 @@ class DDPM(GenerativeModel):
         eps = randn_like(x0)
         abar = self.abar[t].view(-1, 1, 1, 1)
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
-        return {"loss": ((self.net(x_t, t) - eps) ** 2).mean()}
+        label = ()
+        if self.null_label is not None:
+            dropped = rand_like(x0[:, 0, 0, 0]) < self.hparams["label_dropout"]
+            label = (torch.where(dropped, self.null_label, y),)
+        return {"loss": ((self.net(x_t, t, *label) - eps) ** 2).mean()}
 
     def after_step(self, step):
         if self.hparams["ema"]:
@@ -148,8 +167,11 @@ class DDPM(GenerativeModel):
 
     def graphs(self, batch=2):
         steps = len(self.abar)
-        inputs = (torch.randn(batch, *self.image_shape), torch.arange(batch) * 397 % steps)
-        return {"eps": Graph(self.drawing_net(), inputs, ["x", "t"], ["eps"], int_bounds={"t": steps})}
+        inputs, names, bounds = (torch.randn(batch, *self.image_shape), torch.arange(batch) * 397 % steps), ["x", "t"], {"t": steps}
+        if self.null_label is not None:
+            inputs, names, bounds = (*inputs, torch.arange(batch) % (self.null_label + 1)), [*names, "label"], {**bounds, "label": self.null_label + 1}
+        return {"eps": Graph(self.drawing_net(), inputs, names, ["eps"], int_bounds=bounds)}
 
     def graph_metadata(self):
-        return {"schedule": self.hparams["schedule"], "diffusion_steps": len(self.abar)}
+        guidance = {} if self.null_label is None else {"null_label": self.null_label}
+        return {"schedule": self.hparams["schedule"], "diffusion_steps": len(self.abar), **guidance}
