@@ -128,6 +128,7 @@ def evaluate(
     samples: Annotated[Optional[int], typer.Option(help="Sample quality instead: draw N samples and compare them with the test split (default for an export: 10000).")] = None,
     features: Annotated[Optional[str], typer.Option(help="With --samples: mnist, fashion-mnist or a features .onnx (default: the model's data).")] = None,
     truncation: Annotated[Optional[str], typer.Option(metavar="T[,T...]", help="Sample quality of draws with latent values within +-T (as `sample --truncation`); several values, 'none' among them for no truncation, give a row each and the curves of --plot.")] = None,
+    setting: Annotated[Optional[list[str]], typer.Option(metavar="K=V[,K=V...]", help="Sample quality with these sampler options (e.g. sampler=ddim,steps=10); repeat it for a row each.")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = Device.auto,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
@@ -135,20 +136,20 @@ def evaluate(
 ) -> None:
     """Metrics of a trained model on a data split, or the quality of its samples.
 
-    Sample quality with --samples or --truncation, for an export, and for a family whose
+    Sample quality with --samples, --truncation or --setting, for an export, and for a family whose
     evaluation it is. The table goes to stdout (`--json`: one object); what it is computing, to
     stderr. The model options follow: each applies to the families its help names."""
     from gentool import files, runs
 
     files.one_stdout(**{"the table": files.STDOUT_PATHS[0], "--plot": plot})
     path = runs.resolve(run, "model.safetensors", "a checkpoint")
-    if samples is not None or truncation is not None or runs.evaluates_samples(path):
+    if samples is not None or truncation is not None or setting or runs.evaluates_samples(path):
         if options or anomaly or probe is not None or limit is not None or split != "test":
             raise UsageError("--samples reports sample quality on the test split alone: drop the model options, --anomaly, --probe, --limit and --split")
         from gentool.runtime import quality
 
-        rows, heading = quality.samples_report(path, device.value, data, samples, features, truncation, seed, plot)
-        return console.report_rows(rows, heading, as_json, "truncation")
+        rows, heading = quality.samples_report(path, device.value, data, samples, features, truncation, seed, plot, setting)
+        return console.report_rows(rows, heading, as_json, "setting" if setting else "truncation")
     parts.needs_torch("evaluate")
     from gentool.evaluate import evaluate as run_evaluation
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,13 +133,16 @@ def evaluate_settings(graphs: Graphs, n: int, seed: int, network: Artifact, netw
     radii = metrics.real_radii(test) if len(settings) > 1 else None  # once for every row
     rows = []
     for options, sample in zip(settings, samplers):
-        with progress.stage(f"drawing {n} samples"):
+        with progress.stage(f"drawing {n} samples" + (f" ({setting_name(options)})" if options else "")):
+            started = time.perf_counter()
             images = sample(graphs, n, seed, labels)
+            seconds = time.perf_counter() - started
         fake, logits = features(network, images)
         with progress.stage("fid, kid, precision, recall, density, coverage"):
             rows.append({"model": graphs.model, "data": data_name, "split": "test", "samples": n, "features": network_name,
                          **options,
-                         **compare(test, fake, logits, labels, seed, radii), "fid_train_vs_test": floor})
+                         **compare(test, fake, logits, labels, seed, radii), "fid_train_vs_test": floor,
+                         "seconds_per_1000": seconds * 1000 / n})
     return rows
 
 
@@ -165,20 +169,53 @@ def sample_quality(spec: str, device: str, data_name: str | None, n: int | None,
     return rows, f"gentool FID ({name} features): {n} samples of {spec} against {rows[0]['data']} test"
 
 
+def sampler_settings(texts: list[str]) -> list[dict]:
+    """`evaluate --setting sampler=ddim,steps=10 --setting ...` as the sample options of each row,
+    each value of the type the sampler modules declare for it ('none': the option's default)."""
+    declared = verbs.options("sample")
+    rows = []
+    for text in texts:
+        row = {}
+        for item in text.split(","):
+            name, _, value = (part.strip() for part in item.partition("="))
+            key = name.lstrip("-").replace("-", "_")
+            if key not in declared or not value:
+                raise UsageError(f"--setting takes NAME=VALUE pairs of sampler options ({', '.join(sorted(declared))}), got '{item}'")
+            option = declared[key][0]
+            try:
+                row[key] = None if value.lower() == "none" else option.type(value)
+            except ValueError:
+                kind = {int: "a whole number", float: "a number"}.get(option.type, "text")
+                raise UsageError(f"--setting {name} takes {kind}, got '{value}'") from None
+        rows.append(row)
+    return rows
+
+
+def setting_name(options: dict) -> str:
+    """A row's sampler options as `--setting` writes them: 'sampler=ddim,steps=10'."""
+    return ",".join(f"{k}={'none' if v is None else v}" for k, v in options.items()) or "defaults"
+
+
 def samples_report(path: Path, device: str, data_name: str | None, n: int | None, features_spec: str | None,
-                   truncation: str | None, seed: int, plot: str | None) -> tuple[list[dict], str]:
-    """`evaluate --samples [--truncation T,...] [--plot FILE]` of the artifact at `path` (a
-    checkpoint: the graphs beside it): the rows of `sample_quality`, one per truncation value, with
-    their curves drawn into `plot` (which needs several values)."""
+                   truncation: str | None, seed: int, plot: str | None, settings_given: list[str] | None = None) -> tuple[list[dict], str]:
+    """`evaluate --samples [--truncation T,... | --setting K=V,...] [--plot FILE]` of the artifact at
+    `path` (a checkpoint: the graphs beside it): the rows of `sample_quality`, one per truncation
+    value or setting, with the truncation curves drawn into `plot` (which needs several values)."""
     from gentool import plots
     from gentool.runtime import latent
 
-    settings = latent.truncation_settings(truncation)
+    if truncation is not None and settings_given:
+        raise UsageError("give --truncation values or --setting rows, not both (a setting may hold truncation=T)")
+    if plot and settings_given:
+        raise UsageError("--plot draws sample quality against --truncation values, not --setting rows")
+    settings = sampler_settings(settings_given) if settings_given else latent.truncation_settings(truncation)
     if plot:
         if len(settings) < 2:
             raise UsageError("--plot draws sample quality against truncation: give several --truncation values (e.g. 0.5,1,1.5,2,none)")
         plots.check_target(plot)
     rows, heading = sample_quality(str(path.parent if path.suffix == ".safetensors" else path), device, data_name, n, features_spec, settings, seed)
+    if settings_given:
+        rows = [{"setting": setting_name(options), **row} for options, row in zip(settings, rows)]
     if plot:
         plots.quality_curves(plot, rows, heading)
     return rows, heading
