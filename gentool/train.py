@@ -314,6 +314,8 @@ class Loop:
     def run(self) -> None:
         self.reporter.line(run_summary.banner(self.model, self.meta, self.run_dir, len(self.train_u8), len(self.test_u8), self.epochs, self.steps,
                                   self.device, self.world.size))
+        if self.meta["train"].get("precision") == "bf16" and not self.bf16:
+            self.reporter.line(f"note: {self.device.type} has no native bfloat16 here; training in float32")
         if self.state:
             self.reporter.line(f"resuming {self.run_dir} at epoch {self.epoch + 1}/{self.epochs}, step {self.step}/{self.steps}")
         with deferred_interrupt() as interrupted:

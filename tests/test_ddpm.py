@@ -76,3 +76,36 @@ def test_guidance_mixes_the_labels_and_the_null_labels_estimates(conditional_run
 def test_sides_and_widths_are_checked(shape, hparams, message):
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         zoo.get("ddpm")(shape, hparams, None)
+
+
+def test_evaluate_gives_a_row_per_sampler_setting(conditional_run):
+    """`evaluate --setting` rows: the figures of each sampler setting, its time per 1,000 images,
+    and a conditional model's label accuracy; a setting that is no sampler option is one line."""
+    import json
+
+    from conftest import gentool
+
+    proc = gentool("evaluate", conditional_run, "--samples", "40", "--setting", "sampler=ddim,steps=2", "--setting", "sampler=dpm++,steps=3,guidance=0",
+                   "--json", torch_free=True)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [row["setting"] for row in rows] == ["sampler=ddim,steps=2", "sampler=dpm++,steps=3,guidance=0.0"]
+    assert all(row["samples"] == 40 and row["seconds_per_1000"] > 0 and 0 <= row["label_accuracy"] <= 1 for row in rows)
+    assert rows[1]["sampler"] == "dpm++" and rows[1]["steps"] == 3
+    for args, message in [(["--setting", "colour=red"], "--setting takes NAME=VALUE pairs of sampler options"),
+                          (["--setting", "steps=many"], "--setting steps takes a whole number, got 'many'"),
+                          (["--setting", "steps=2", "--truncation", "1"], "give --truncation values or --setting rows, not both")]:
+        proc = gentool("evaluate", conditional_run, "--samples", "10", *args, torch_free=True, check=False)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_evaluate_gives_the_test_loss_by_range_of_t(conditional_run):
+    """`evaluate RUN`: loss_simple of the exported (averaged) network in ten ranges of t and their
+    mean, on the split's evenly spaced subset, as the family's metrics."""
+    import json
+
+    from conftest import gentool
+
+    found = json.loads(gentool("evaluate", conditional_run, "--limit", "40", "--json").stdout)
+    bands = [k for k in found if k.startswith("loss_t")]
+    assert bands == [f"loss_t{s:03d}_{s + 99:03d}" for s in range(0, 1000, 100)]
+    assert abs(found["loss"] - sum(found[k] for k in bands) / 10) < 1e-6 and found["loss_images"] == 40

@@ -30,8 +30,13 @@ from gentool import schedule
 from gentool.errors import UsageError
 from gentool.noise import rand_like, randn_like
 from gentool.zoo import register
-from gentool.zoo.base import GenerativeModel, Graph
+from gentool.runtime.declaration import Option
+from gentool.zoo.base import GenerativeModel, Graph, evenly_spaced, subset_size
 from gentool.zoo.blocks import check_sides, ema_update
+
+
+LOSS_BANDS = 10  # `evaluate` reports the test loss in this many equal ranges of t
+LOSS_IMAGES = 1_000  # ... on this many evenly spaced test images unless --full
 
 
 def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -119,8 +124,8 @@ class DDPM(GenerativeModel):
     name = "ddpm"
     defaults = {"width": 32, "schedule": "linear", "dropout": 0.0, "ema": 0.999, "conditional": False, "label_dropout": 0.1}
     choices = {"schedule": schedule.SCHEDULES}
-    train_defaults = {"epochs": 20, "batch_size": 128, "lr": 2e-4, "lr_schedule": "constant"}
-    evaluation = "samples"
+    train_defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "lr_schedule": "cosine", "precision": "bf16"}
+    evaluation_options = (Option("full", bool, False, "ddpm's loss by t on the whole split (default: 1,000 evenly spaced images)."),)
     preview_samples = 16  # each of the per-epoch grid and quick FID drawn in the cheapest sampler's 10 network calls
     quick_fid_samples = 500
 
@@ -160,6 +165,27 @@ class DDPM(GenerativeModel):
             dropped = rand_like(x0[:, 0, 0, 0]) < self.hparams["label_dropout"]
             label = (torch.where(dropped, self.null_label, y),)
         return {"loss": ((self.net(x_t, t, *label) - eps) ** 2).mean()}
+
+    @torch.no_grad()
+    def metrics(self, x, y, settings):
+        """loss_simple of the drawing network (the exported one) in LOSS_BANDS equal ranges of t
+        (`loss_t000_099`, ...: t uniform in the range, the labels as given), and their mean `loss`,
+        on the split's evenly spaced LOSS_IMAGES unless `full`."""
+        keep = evenly_spaced(torch.arange(len(x)), settings, LOSS_IMAGES)
+        if not len(keep):
+            return {}
+        x0, net, steps = 2 * x[keep] - 1, self.drawing_net(), len(self.abar)
+        label = () if self.null_label is None else (y[keep],)
+        width, found = steps // LOSS_BANDS, {}
+        for start in range(0, steps - width + 1, width):
+            t = start + (rand_like(x0[:, 0, 0, 0]) * width).long().clamp_(max=width - 1)
+            eps, abar = randn_like(x0), self.abar[t].view(-1, 1, 1, 1)
+            found[f"loss_t{start:03d}_{start + width - 1:03d}"] = ((net(abar.sqrt() * x0 + (1 - abar).sqrt() * eps, t, *label) - eps) ** 2).mean((1, 2, 3))
+        found["loss"] = torch.stack(list(found.values())).mean(0)
+        return found
+
+    def summary(self, means, vectors, settings):
+        return {"loss_images": subset_size(settings, LOSS_IMAGES)}
 
     def after_step(self, step):
         if self.hparams["ema"]:
