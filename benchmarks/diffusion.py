@@ -3,9 +3,9 @@
 Training: images/s of one real training step (`gentool.train.train_step`: losses, backward, Adam,
 the EMA update) at batch 128 on 28x28x1, for the default `ddpm` U-Net (width 32) and, beside it, the
 default `gan` (both players' steps), each in the variants that decide its speed: float32 with
-contiguous (NCHW) tensors, float32 channels-last (what the loop always uses), and bfloat16 autocast
-on top (`--precision bf16`, ddpm's default; on a CPU without native bf16 the loop falls back to
-float32, and so does this row). Weights are random init (seed 0): speed does not depend on them.
+contiguous (NCHW) tensors, float32 channels-last (what the loop always uses), bfloat16 autocast on
+top (`--precision bf16`, ddpm's default; on a CPU without native bf16 the loop falls back to float32,
+and so does this row), and for ddpm the dropout its default dropped. Weights are random init (seed 0): speed does not depend on them.
 
 Sampling: DDIM with the same steps over the same noise network (the default run's `eps` graph when
 RUN is given, else the random-init default U-Net exported here), for a batch of images: onnxruntime
@@ -35,10 +35,10 @@ from gentool.runtime.artifact import Artifact
 BATCH = 128
 
 
-def training_rate(name: str, channels_last: bool, bf16: bool, steps: int) -> float:
-    """Images/s of `steps` training steps (after two warm-up steps) of a fresh default model."""
+def training_rate(name: str, channels_last: bool, bf16: bool, steps: int, hparams: dict) -> float:
+    """Images/s of `steps` training steps (after two warm-up steps) of a fresh model (default but for `hparams`)."""
     torch.manual_seed(0)
-    model = zoo.get(name)((1, 28, 28), {}, 10)
+    model = zoo.get(name)((1, 28, 28), hparams, 10)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     nets, optimizers = model.networks(), model.configure_optimizers(model_lr(name))
@@ -103,12 +103,13 @@ def main() -> None:
         args.rounds, args.train_steps, args.steps, args.batch = 1, 2, 5, 16
     print(machine())
     native = train.autocast_bf16(torch.device("cpu"))
-    variants = [("float32, NCHW", False, False), ("float32, channels-last", True, False), ("bf16 autocast, channels-last", True, native)]
-    rates = {(name, v[0]): [] for name in ("ddpm", "gan") for v in variants}
+    variants = [("float32, NCHW", False, False, {}), ("float32, channels-last", True, False, {}),
+                ("bf16 autocast, channels-last", True, native, {}), ("bf16, channels-last, --dropout 0.1", True, native, {"dropout": 0.1})]
+    cells = [(name, v) for name in ("ddpm", "gan") for v in variants if name == "ddpm" or not v[3]]
+    rates = {(name, v[0]): [] for name, v in cells}
     for _ in range(args.rounds):
-        for name in ("ddpm", "gan"):
-            for label, channels_last, bf16 in variants:
-                rates[name, label].append(training_rate(name, channels_last, bf16, args.train_steps))
+        for name, (label, channels_last, bf16, hparams) in cells:
+            rates[name, label].append(training_rate(name, channels_last, bf16, args.train_steps, hparams))
     rows = [[name, label, f"{median(r):.0f}", f"{median(r) / median(rates[name, variants[0][0]]):.2f}x"] for (name, label), r in rates.items()]
     print(f"\nTraining step, batch {BATCH} of 28x28x1, images/s (median of {args.rounds} rounds; native bf16 here: {native})")
     print(table(["model", "variant", "images/s", "vs float32 NCHW"], rows))

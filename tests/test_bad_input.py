@@ -67,7 +67,7 @@ def test_inference_usage_errors(runs, digits, tmp_path, args, message):
 def test_evaluate_lists_the_options_each_family_declares():
     shown = " ".join(in_process("evaluate", "--help").stdout.decode().replace("│", " ").split())
     assert "Model options" in shown and "--iw-samples" in shown and "(vae models; default 100)" in shown
-    assert "(dae models)" in shown and "(cae or vae models)" in shown
+    assert "(dae models)" in shown and "(cae or ddpm or vae models)" in shown
 
 
 def test_empty_stdin(runs):

@@ -109,3 +109,14 @@ def test_evaluate_gives_the_test_loss_by_range_of_t(conditional_run):
     bands = [k for k in found if k.startswith("loss_t")]
     assert bands == [f"loss_t{s:03d}_{s + 99:03d}" for s in range(0, 1000, 100)]
     assert abs(found["loss"] - sum(found[k] for k in bands) / 10) < 1e-6 and found["loss_images"] == 40
+
+
+def test_a_conditional_strip_is_unconditional_unless_a_label_is_given(conditional_run):
+    from conftest import gentool, png
+
+    plain = png(gentool("interpolate", conditional_run, "--seeds", "1,2", "--steps", "3", "--sampler", "dpm++", torch_free=True).stdout)
+    sevens = png(gentool("interpolate", conditional_run, "--seeds", "1,2", "--steps", "3", "--sampler", "dpm++", "--label", "7",
+                         torch_free=True).stdout)
+    assert plain.shape == sevens.shape and not (plain == sevens).all()
+    proc = gentool("interpolate", conditional_run, "--seeds", "1,2", "--guidance", "2", torch_free=True, check=False)
+    assert proc.returncode == 2 and "interpolate --guidance needs a --label" in proc.stderr

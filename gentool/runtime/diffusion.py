@@ -285,8 +285,10 @@ def interpolate(graphs: Graphs, images: np.ndarray | None, seeds: list[int] | No
     total = graphs.need("diffusion_steps", "interpolate")
     abar = schedule.alphas_cumprod(graphs.need("schedule", "interpolate"), total)
     walk = stepper(sampler, abar, DEFAULT_STEPS[sampler])
-    conditional = "label" in graphs.input_names("eps")
-    labels, guidance = (np.zeros(count, np.int64), 0.0) if conditional and labels is None and guidance is None else (labels, guidance)
+    if "label" in graphs.input_names("eps") and labels is None:
+        if guidance is not None:
+            raise UsageError("interpolate --guidance needs a --label: without one the strip is drawn unconditionally")
+        labels, guidance = np.zeros(count, np.int64), 0.0  # the null label's estimate alone
     x = run(eps_network(graphs, *conditioning(graphs, count, labels, guidance)), walk, noise.reshape(count, *graphs.image_shape),
             np.random.default_rng(0))
     return ((x + 1) / 2).clip(0, 1).astype(np.float32)

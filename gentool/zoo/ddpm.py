@@ -125,7 +125,7 @@ class DDPM(GenerativeModel):
     defaults = {"width": 32, "schedule": "linear", "dropout": 0.0, "ema": 0.999, "conditional": False, "label_dropout": 0.1}
     choices = {"schedule": schedule.SCHEDULES}
     train_defaults = {"epochs": 10, "batch_size": 128, "lr": 1e-3, "lr_schedule": "cosine", "precision": "bf16"}
-    evaluation_options = (Option("full", bool, False, "ddpm's loss by t on the whole split (default: 1,000 evenly spaced images)."),)
+    evaluation_options = (Option("full", bool, False, "the loss by range of t on the whole split (default: 1,000 evenly spaced images)."),)
     preview_samples = 16  # each of the per-epoch grid and quick FID drawn in the cheapest sampler's 10 network calls
     quick_fid_samples = 500
 
