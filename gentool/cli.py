@@ -285,8 +285,7 @@ def interpolate(
     device: DeviceOpt = Device.auto,
     options: dict | None = None,
 ) -> None:
-    """A strip of images along the line (or great circle) between two latent codes, or between two
-    seeds' initial noise for a diffusion model."""
+    """A strip of images between two latent codes (or two seeds' initial noise, for diffusion)."""
     check_count("--steps", steps, MAX_STEPS, least=2)
     art, run = parts.open_artifact(artifact, device, "interpolate", options)
     ends_given = inputs.batch(art, ends) if ends else None

@@ -178,7 +178,7 @@ def test_denoise_bad_input(dae, runs, tmp_path):
     proc = gentool("denoise", tmp_path / "notimage.png", "--model", dae, torch_free=True, check=False)
     assert proc.returncode == 2 and "not a readable PNG/JPEG image" in proc.stderr
     proc = gentool("denoise", tmp_path / "notimage.png", "--model", runs["vae"], torch_free=True, check=False)
-    assert proc.returncode == 2 and "'denoise' needs a denoiser graph; this vae artifact has decoder, encoder" in proc.stderr
+    assert proc.returncode == 2 and "'denoise' needs a denoiser graph or an eps graph; this vae artifact has decoder, encoder" in proc.stderr
 
 
 def test_denoise_without_the_bundled_model_asks_for_one(monkeypatch, capsys, tmp_path, digits):

@@ -145,7 +145,7 @@ def test_the_iw_bound_takes_evenly_spaced_images_unless_full(runs, monkeypatch, 
     assert subset["n"] == 200 and subset["iw_images"] == 67 and subset["iw_samples"] == 3
     assert "vae metrics of 200 images ..." in capsys.readouterr().err
     assert evaluate(runs["vae"], limit=200, iw_samples=3, full=True)["iw_images"] == 200
-    with pytest.raises(training.UsageError, match="--full is for cae, vae models"):
+    with pytest.raises(training.UsageError, match="--full is for cae, ddpm, vae models"):
         evaluate(runs["ae"], limit=10, full=True)
 
 
