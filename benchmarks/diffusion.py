@@ -41,7 +41,7 @@ def training_rate(name: str, channels_last: bool, bf16: bool, steps: int, hparam
     model = zoo.get(name)((1, 28, 28), hparams, 10)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    nets, optimizers = model.networks(), model.configure_optimizers(model_lr(name))
+    nets, optimizers = model.networks(), model.configure_optimizers(zoo.get(name).train_defaults["lr"])
     x = torch.rand(BATCH, 1, 28, 28)
     x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
     y = torch.arange(BATCH) % 10
@@ -50,10 +50,6 @@ def training_rate(name: str, channels_last: bool, bf16: bool, steps: int, hparam
             started = time.perf_counter()
         train.train_step(model, nets, optimizers, x, y, step, bf16=bf16)
     return BATCH * steps / (time.perf_counter() - started)
-
-
-def model_lr(name: str) -> float:
-    return zoo.get(name).train_defaults["lr"]
 
 
 def sampling_times(graphs, module, batch: int, steps: int) -> dict[str, float]:

@@ -25,6 +25,7 @@ from gentool import progress, schedule
 from gentool.errors import UsageError
 from gentool.runtime.artifact import Graphs
 from gentool.runtime.declaration import Option, Role, Sampler, Tensor, Verb, positive_int
+from gentool.runtime.latent import between
 
 SAMPLERS = ("ddpm", "ddim", "dpm++")
 
@@ -102,6 +103,27 @@ def stepper(name: str, alphas_cumprod: np.ndarray, steps: int | None = None, eta
     raise ValueError(f"unknown sampler '{name}': choose one of {', '.join(SAMPLERS)}")
 
 
+def walk_schedule(graphs: Graphs, verb: str) -> np.ndarray:
+    """abar_t over the model's own T steps and schedule, read from its metadata."""
+    return schedule.alphas_cumprod(graphs.need("schedule", verb), graphs.need("diffusion_steps", verb))
+
+
+def checked_steps(steps: int, total: int) -> int:
+    if not 1 <= steps <= total:
+        raise UsageError(f"--steps must be in 1..{total} (the model's diffusion steps), got {steps}")
+    return steps
+
+
+def to_image(x: np.ndarray) -> np.ndarray:
+    """Model space [-1, 1] to pixels [0, 1], float32."""
+    return ((x + 1) / 2).clip(0, 1).astype(np.float32)
+
+
+def unconditional(graphs: Graphs, n: int, verb: str) -> np.ndarray | None:
+    """The null label for each of `n` images of a conditional network (None for another)."""
+    return np.full(n, graphs.need("null_label", verb), np.int64) if "label" in graphs.input_names("eps") else None
+
+
 def run(eps: Callable[[np.ndarray, int], np.ndarray], walk: Stepper, noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """From `noise` (x at the first timestep) to the data: one network call per step."""
     x = noise
@@ -166,15 +188,11 @@ def sample(graphs: Graphs, n: int, seed: int, labels: np.ndarray | None = None, 
         raise UsageError("--eta is DDIM's noise scale: it goes with --sampler ddim")
     if eta is not None and not 0 <= eta <= 1:
         raise UsageError(f"--eta must be in [0, 1], got {eta}")
-    steps = DEFAULT_STEPS.get(sampler) if steps is None else steps
-    if steps is not None and not 1 <= steps <= total:
-        raise UsageError(f"--steps must be in 1..{total} (the model's diffusion steps), got {steps}")
-    abar = schedule.alphas_cumprod(graphs.need("schedule", "sample"), total)
-    walk = stepper(sampler, abar, steps, eta or 0.0)
+    steps = DEFAULT_STEPS.get(sampler) if steps is None else checked_steps(steps, total)
+    walk = stepper(sampler, walk_schedule(graphs, "sample"), steps, eta or 0.0)
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((n, *graphs.image_shape))
-    x = run(eps_network(graphs, *conditioning(graphs, n, labels, guidance)), walk, noise, rng)
-    return ((x + 1) / 2).clip(0, 1).astype(np.float32)
+    return to_image(run(eps_network(graphs, *conditioning(graphs, n, labels, guidance)), walk, noise, rng))
 
 
 def repaint_path(visited: int, jump: int, resamples: int) -> list[int]:
@@ -218,21 +236,15 @@ def complete(graphs: Graphs, images: np.ndarray, keep: np.ndarray, n: int, seed:
     shape that broadcasts to the images) and drawing the rest by RePaint over DDPM posterior steps
     (DDIM with eta 1) on `steps` timesteps of the trailing spacing: (N * n, C, H, W), each image's
     completions together. A conditional model completes with its null label (unconditionally)."""
-    total = graphs.need("diffusion_steps", "complete")
-    steps = DEFAULT_STEPS["ddim"] if steps is None else steps
-    if not 1 <= steps <= total:
-        raise UsageError(f"--steps must be in 1..{total} (the model's diffusion steps), got {steps}")
+    abar = walk_schedule(graphs, "complete")
+    steps = checked_steps(DEFAULT_STEPS["ddim"] if steps is None else steps, len(abar))
     if not 1 <= jump <= steps:
         raise UsageError(f"--jump must be in 1..{steps} (the steps), got {jump}")
-    abar = schedule.alphas_cumprod(graphs.need("schedule", "complete"), total)
-    walk = DDIM(abar, schedule.trailing(total, steps), 1.0, eta=1.0)
+    walk = DDIM(abar, schedule.trailing(len(abar), steps), 1.0, eta=1.0)
     known = np.repeat(2 * np.asarray(images, np.float64) - 1, n, axis=0)
     keep = np.broadcast_to(np.repeat(np.broadcast_to(keep, images.shape), n, axis=0), known.shape)
-    labels = None
-    if "label" in graphs.input_names("eps"):
-        labels = np.full(len(known), graphs.need("null_label", "complete"), np.int64)
-    x = inpaint(eps_network(graphs, labels), walk, known, keep, repaint_path(steps, jump, resamples), np.random.default_rng(seed))
-    return ((x + 1) / 2).clip(0, 1).astype(np.float32)
+    eps = eps_network(graphs, unconditional(graphs, len(known), "complete"))
+    return to_image(inpaint(eps, walk, known, keep, repaint_path(steps, jump, resamples), np.random.default_rng(seed)))
 
 
 def noise_level(image: np.ndarray) -> float:
@@ -252,8 +264,7 @@ def denoise(graphs: Graphs, image: np.ndarray, sigma: float | None = None, steps
     if tuple(image.shape) != tuple(graphs.image_shape):
         shape = "x".join(map(str, graphs.image_shape[1:]))
         raise UsageError(f"a diffusion model denoises images of its own size, {shape}; this one is {image.shape[-2]}x{image.shape[-1]}")
-    total = graphs.need("diffusion_steps", "denoise")
-    abar = schedule.alphas_cumprod(graphs.need("schedule", "denoise"), total)
+    abar = walk_schedule(graphs, "denoise")
     sigma = noise_level(image) if sigma is None else sigma
     # y = 2x - 1 holds noise of 2 sigma; x_t / sqrt(abar_t) = y_0 + sqrt((1 - abar_t) / abar_t) eps
     t = int(np.argmin(np.abs(np.sqrt((1 - abar) / abar) - 2 * sigma)))
@@ -261,9 +272,8 @@ def denoise(graphs: Graphs, image: np.ndarray, sigma: float | None = None, steps
     if not 1 <= steps <= t + 1:
         raise UsageError(f"--steps must be in 1..{t + 1} (the timesteps below the noise's, {t}), got {steps}")
     walk = DDIM(abar, schedule.trailing(t + 1, steps), 1.0)
-    labels = np.full(1, graphs.need("null_label", "denoise"), np.int64) if "label" in graphs.input_names("eps") else None
-    x = run(eps_network(graphs, labels), walk, math.sqrt(abar[t]) * (2 * np.asarray(image, np.float64)[None] - 1), np.random.default_rng(0))
-    return ((x[0] + 1) / 2).clip(0, 1).astype(np.float32)
+    x_t = math.sqrt(abar[t]) * (2 * np.asarray(image, np.float64)[None] - 1)
+    return to_image(run(eps_network(graphs, unconditional(graphs, 1, "denoise")), walk, x_t, np.random.default_rng(0)))[0]
 
 
 def interpolate(graphs: Graphs, images: np.ndarray | None, seeds: list[int] | None, count: int, slerp: bool = False,
@@ -279,19 +289,14 @@ def interpolate(graphs: Graphs, images: np.ndarray | None, seeds: list[int] | No
     if sampler not in ("ddim", "dpm++"):
         raise UsageError(f"interpolate needs a deterministic sampler: --sampler ddim or dpm++, got '{sampler}'")
     a, b = (np.random.default_rng(s).standard_normal(graphs.image_shape).ravel() for s in seeds)
-    omega = math.acos(float(np.clip(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), -1.0, 1.0)))
-    t = np.linspace(0.0, 1.0, count)[:, None]
-    noise = (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / math.sin(omega) if omega > 1e-6 else np.repeat(a[None], count, 0)
-    total = graphs.need("diffusion_steps", "interpolate")
-    abar = schedule.alphas_cumprod(graphs.need("schedule", "interpolate"), total)
-    walk = stepper(sampler, abar, DEFAULT_STEPS[sampler])
+    noise = between(a, b, count, slerp=True)
+    walk = stepper(sampler, walk_schedule(graphs, "interpolate"), DEFAULT_STEPS[sampler])
     if "label" in graphs.input_names("eps") and labels is None:
         if guidance is not None:
             raise UsageError("interpolate --guidance needs a --label: without one the strip is drawn unconditionally")
         labels, guidance = np.zeros(count, np.int64), 0.0  # the null label's estimate alone
-    x = run(eps_network(graphs, *conditioning(graphs, count, labels, guidance)), walk, noise.reshape(count, *graphs.image_shape),
-            np.random.default_rng(0))
-    return ((x + 1) / 2).clip(0, 1).astype(np.float32)
+    eps = eps_network(graphs, *conditioning(graphs, count, labels, guidance))
+    return to_image(run(eps, walk, noise.reshape(count, *graphs.image_shape), np.random.default_rng(0)))
 
 
 EPS, NEEDS = (("eps",),), ("schedule", "diffusion_steps")

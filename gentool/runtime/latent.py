@@ -119,20 +119,25 @@ def seed_codes(graphs: Graphs, seeds: list[int], verb: str) -> np.ndarray:
     return np.stack([prior_draws(graphs, 1, s, verb)[0] for s in seeds])
 
 
-def interpolate(graphs: Graphs, images: np.ndarray | None, seeds: list[int] | None, steps: int, slerp: bool = False,
-                labels: np.ndarray | None = None) -> np.ndarray:
-    """Decoded points between the codes of two images or of two seeds' prior draws (`end_codes`),
-    both ends included: on the straight line, or with `slerp` on the great circle (White 2016), which
-    keeps Gaussian draws at a typical norm all the way."""
-    start, end = end_codes(graphs, images, seeds)
-    t = np.linspace(0.0, 1.0, steps)[:, None]
+def between(start: np.ndarray, end: np.ndarray, count: int, slerp: bool) -> np.ndarray:
+    """`count` points from `start` to `end` (vectors), both included: on the straight line, or with
+    `slerp` on the great circle (White 2016), which keeps Gaussian draws at a typical norm all the
+    way (the line where the ends point the same way)."""
+    t = np.linspace(0.0, 1.0, count)[:, None]
     a, b = np.asarray(start, np.float64)[None], np.asarray(end, np.float64)[None]
     if slerp:
         cos = float(np.dot(a[0], b[0]) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
         omega = np.arccos(np.clip(cos, -1.0, 1.0))
         if omega > 1e-6:
-            return decode(graphs, (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega), labels)
-    return decode(graphs, (1 - t) * a + t * b, labels)
+            return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+    return (1 - t) * a + t * b
+
+
+def interpolate(graphs: Graphs, images: np.ndarray | None, seeds: list[int] | None, steps: int, slerp: bool = False,
+                labels: np.ndarray | None = None) -> np.ndarray:
+    """Decoded points `between` the codes of two images or of two seeds' prior draws (`end_codes`),
+    both ends included."""
+    return decode(graphs, between(*end_codes(graphs, images, seeds), steps, slerp), labels)
 
 
 def arithmetic(graphs: Graphs, plus: list[np.ndarray], minus: list[np.ndarray], labels: np.ndarray | None = None) -> np.ndarray:
